@@ -1,0 +1,110 @@
+"""One environment file per deployment, read by both stacks' entry points.
+
+`load("dev")` reads `environments/dev.toml` and validates it; an error names the key and
+says how to fix it. Constructs and resource builders never read this: they take the typed
+values the entry points hand them.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+DIRECTORY = Path(__file__).resolve().parent
+NAME_RE = re.compile(r"^[a-z][a-z0-9-]{1,15}$")
+
+
+class EnvironmentFileError(ValueError):
+    """An environment file is missing or invalid; the message says which key and how to fix it."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class AwsSettings(_Section):
+    account: Annotated[str, Field(pattern=r"^\d{12}$")]
+    region: Annotated[str, Field(pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")]
+    nat_gateways: Annotated[int, Field(ge=0, le=2)] = 0
+    instance_type: str = "t4g.small"
+    min_capacity: Annotated[int, Field(ge=1)] = 2
+    max_capacity: Annotated[int, Field(ge=1)] = 4
+    db_instance_class: str = "db.t4g.micro"
+    db_multi_az: bool = False
+    db_allocated_storage_gib: Annotated[int, Field(ge=20, le=1000)] = 20
+    db_backup_retention_days: Annotated[int, Field(ge=1, le=35)] = 7
+    certificate_arn: str = ""
+    relay_role_name: Annotated[str, Field(pattern=r"^[\w+=,.@-]{1,64}$")]
+
+    @field_validator("instance_type")
+    @classmethod
+    def _graviton(cls, value: str) -> str:
+        family = value.split(".")[0]
+        if not family.endswith("g") and "g" not in family[1:]:
+            raise ValueError("must be a Graviton (arm64) type such as t4g.small or m7g.large")
+        return value
+
+
+class GcpSettings(_Section):
+    project: Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")]
+    region: Annotated[str, Field(pattern=r"^[a-z]+-[a-z]+\d$")]
+    function_runtime: Literal["python312", "python313"] = "python312"
+    max_delivery_attempts: Annotated[int, Field(ge=5, le=100)] = 5
+    object_retention_days: Annotated[int, Field(ge=1)] = 365
+
+
+class AlertSettings(_Section):
+    email: Annotated[str, Field(pattern=r"^$|^[^@\s]+@[^@\s]+\.[^@\s]+$")] = ""
+
+
+class Environment(_Section):
+    name: str
+    production: bool = False
+    aws: AwsSettings
+    gcp: GcpSettings
+    alerts: AlertSettings = AlertSettings()
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not NAME_RE.match(value):
+            raise ValueError("must be 2-16 lowercase letters, digits or dashes, starting a letter")
+        return value
+
+    @property
+    def prefix(self) -> str:
+        return f"skybridge-{self.name}"
+
+
+def available() -> list[str]:
+    return sorted(path.stem for path in DIRECTORY.glob("*.toml"))
+
+
+def load(name: str, directory: Path = DIRECTORY) -> Environment:
+    path = directory / f"{name}.toml"
+    if not path.is_file():
+        raise EnvironmentFileError(
+            f"no environment file {path} — choose one of {', '.join(available()) or 'none'} "
+            f"or create environments/{name}.toml (see environments/dev.toml)"
+        )
+    try:
+        raw = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as error:
+        raise EnvironmentFileError(f"{path}: not valid TOML: {error}") from None
+    try:
+        environment = Environment.model_validate(raw)
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in item['loc'])}: {item['msg']}"
+            for item in error.errors()
+        )
+        raise EnvironmentFileError(f"{path}: {problems} — edit that key in {path.name}") from None
+    if environment.name != name:
+        raise EnvironmentFileError(f"{path}: name = {environment.name!r} must match the file name")
+    if environment.aws.min_capacity > environment.aws.max_capacity:
+        raise EnvironmentFileError(f"{path}: aws.min_capacity must not exceed aws.max_capacity")
+    return environment

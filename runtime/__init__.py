@@ -1,0 +1,1 @@
+"""skybridge runtime: the code that runs in the clouds (API, relay, function handlers)."""

@@ -1,0 +1,73 @@
+"""Runtime configuration: environment variables, read once, through one settings object.
+
+Every variable is `SKYBRIDGE_<FIELD>` (for example `SKYBRIDGE_DATABASE_URL`). Defaults suit
+a local run; a value the current process needs but lacks fails at start naming the variable.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class SettingsError(RuntimeError):
+    """A setting is missing or invalid; the message names the environment variable."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SKYBRIDGE_", extra="ignore", frozen=True)
+
+    # Database. On AWS the URL's credentials come from the Secrets Manager secret instead.
+    database_url: str = "sqlite:///.local_stack/skybridge.sqlite3"
+    database_secret_arn: str = ""
+    database_pool_size: int = Field(default=8, ge=1, le=64)
+    migrate_on_start: bool = False
+
+    # API
+    max_body_bytes: int = Field(default=256 * 1024, ge=1024)
+    retry_after_seconds: int = Field(default=5, ge=1)
+
+    # Relay
+    ingest_url: str = ""
+    token_source: Literal["none", "static", "aws-wif", "gce-metadata"] = "none"
+    static_token: str = ""
+    gcp_credential_config: str = ""  # path to the external_account JSON (aws-wif)
+    gcp_service_account: str = ""  # the service account whose ID token the relay presents
+    relay_batch_size: int = Field(default=100, ge=1, le=1000)
+    relay_max_attempts: int = Field(default=20, ge=1)
+    relay_poll_interval: float = Field(default=0.2, gt=0)
+    relay_lease_seconds: float = Field(default=60.0, gt=0)
+    relay_timeout_seconds: float = Field(default=30.0, gt=0)
+    relay_backoff_base: float = Field(default=0.5, gt=0)
+    relay_backoff_max: float = Field(default=300.0, gt=0)
+    relay_breaker_threshold: int = Field(default=5, ge=1)
+    relay_breaker_cooldown: float = Field(default=10.0, gt=0)
+
+    # Functions
+    topic: str = ""  # projects/<p>/topics/<t>
+    bucket: str = ""
+    source: str = "aws"
+
+    # Observability
+    metrics: Literal["emf", "log", "none"] = "log"
+    metrics_namespace: str = "Skybridge"
+    log_level: str = "INFO"
+
+    def require(self, *fields: str) -> None:
+        missing = [f"SKYBRIDGE_{name.upper()}" for name in fields if not getattr(self, name)]
+        if missing:
+            raise SettingsError(f"missing required setting(s): {', '.join(missing)}")
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as error:
+        problems = "; ".join(
+            f"SKYBRIDGE_{str(item['loc'][0]).upper()}: {item['msg']}" for item in error.errors()
+        )
+        raise SettingsError(f"invalid setting(s): {problems}") from None

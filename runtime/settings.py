@@ -23,6 +23,7 @@ class Settings(BaseSettings):
     # Database. On AWS the URL's credentials come from the Secrets Manager secret instead.
     database_url: str = "sqlite:///.local_stack/skybridge.sqlite3"
     database_secret_arn: str = ""
+    database_tls_ca: str = ""  # CA bundle path; set on AWS, where RDS requires TLS
     database_pool_size: int = Field(default=8, ge=1, le=64)
     migrate_on_start: bool = False
 

@@ -1,0 +1,27 @@
+"""Liveness and readiness."""
+
+from __future__ import annotations
+
+from flask import Blueprint, current_app
+
+from runtime.db import outbox_stats, utcnow
+
+blueprint = Blueprint("health", __name__)
+
+
+@blueprint.get("/healthz")
+def healthz():
+    return {"status": "ok"}
+
+
+@blueprint.get("/readyz")
+def readyz():
+    """Ready when the database answers; reports the outbox backlog (a 503 when it doesn't)."""
+    engine = current_app.extensions["skybridge"]["engine"]
+    with engine.begin() as connection:
+        backlog, oldest_age = outbox_stats(connection, utcnow())
+    return {
+        "status": "ready",
+        "database": "ok",
+        "outbox": {"pending": backlog, "oldest_pending_age_seconds": round(oldest_age, 3)},
+    }

@@ -1,0 +1,120 @@
+"""`/v1/submissions`: accept a submission (202 after commit) and report its status."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from flask import Blueprint, Response, current_app, request, url_for
+from pydantic import ValidationError
+
+from runtime import submissions as store
+from runtime.api.problems import Problem, field_name
+from runtime.envelope import SUBMISSION_ID_RE, SubmissionIn
+from runtime.observability import submission_id
+
+blueprint = Blueprint("submissions", __name__, url_prefix="/v1/submissions")
+log = logging.getLogger("skybridge.api")
+
+IDEMPOTENCY_KEY_MAX = 255
+
+
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def parse_json_body() -> object:
+    """The request body as JSON, or a problem saying exactly what is wrong with it."""
+    mimetype = request.mimetype
+    if mimetype != "application/json" and not mimetype.endswith("+json"):
+        raise Problem(
+            415,
+            "unsupported-media-type",
+            "Unsupported Media Type",
+            f"Content-Type must be application/json, not {mimetype or 'missing'}",
+        )
+    raw = request.get_data(cache=False)  # 413 from MAX_CONTENT_LENGTH happens here
+    try:
+        return json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+    except UnicodeDecodeError as error:
+        detail = f"the body is not valid UTF-8 (byte {error.start})"
+    except json.JSONDecodeError as error:
+        detail = f"malformed JSON: {error.msg} at line {error.lineno} column {error.colno}"
+    except (ValueError, RecursionError) as error:
+        detail = f"malformed JSON: {error}" if isinstance(error, ValueError) else "nested too deep"
+    raise Problem(400, "malformed-json", "Malformed JSON", detail)
+
+
+def _idempotency_key() -> str | None:
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        return None
+    if not 0 < len(key) <= IDEMPOTENCY_KEY_MAX or not key.isprintable() or not key.isascii():
+        raise Problem(
+            400,
+            "invalid-header",
+            "Invalid Idempotency-Key",
+            f"Idempotency-Key must be 1-{IDEMPOTENCY_KEY_MAX} printable ASCII characters",
+            errors=[{"field": "header:Idempotency-Key", "reason": "invalid value"}],
+        )
+    return key
+
+
+@blueprint.post("")
+def create_submission():
+    key = _idempotency_key()
+    payload = parse_json_body()
+    try:
+        submission = SubmissionIn.model_validate(payload)
+    except ValidationError as error:
+        errors = [
+            {"field": field_name(item["loc"]), "reason": item["msg"]}
+            for item in error.errors(include_url=False, include_input=False)
+        ]
+        first = errors[0]
+        raise Problem(
+            422,
+            "validation-failed",
+            "Validation Failed",
+            f"{first['field']}: {first['reason']}",
+            errors=errors,
+        ) from None
+
+    ext = current_app.extensions["skybridge"]
+    try:
+        result = store.accept(ext["engine"], submission, key)
+    except store.IdempotencyConflict as conflict:
+        raise Problem(
+            409,
+            "idempotency-conflict",
+            "Idempotency-Key Reused",
+            f"Idempotency-Key {conflict.key!r} was already used with a different body",
+            errors=[{"field": "header:Idempotency-Key", "reason": "reused with another body"}],
+            submission_id=conflict.existing_id,
+        ) from None
+
+    row = result.row
+    submission_id.set(row["id"])
+    if not result.replayed:
+        ext["metrics"].emit({"Accepted": (1, "Count")}, submission_id=row["id"])
+        log.info("submission accepted", extra={"event": "submission.accepted", "type": row["type"]})
+    response = Response(
+        json.dumps(store.accepted_view(row)), status=202, mimetype="application/json"
+    )
+    response.headers["Location"] = url_for("submissions.get_submission", sid=row["id"])
+    if result.replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    return response
+
+
+@blueprint.get("/<sid>")
+def get_submission(sid: str):
+    if not SUBMISSION_ID_RE.match(sid):
+        raise Problem(
+            404, "not-found", "Not Found", f"no submission {sid!r}: ids are 26-character ULIDs"
+        )
+    with current_app.extensions["skybridge"]["engine"].begin() as connection:
+        row = store.get(connection, sid)
+    if row is None:
+        raise Problem(404, "not-found", "Not Found", f"no submission {sid!r}")
+    return store.status_view(row)

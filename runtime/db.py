@@ -1,0 +1,277 @@
+"""The database: one schema, versioned migrations, and an engine that survives failovers.
+
+Production is MySQL 8.4 (RDS) through pymysql; local runs use an embedded SQLite file.
+`python -m runtime.db migrate` applies pending migrations; local mode does so at start.
+
+Two tables make the transactional outbox: `submissions` is the record of everything the
+API accepted (never deleted), `outbox` is the work still to deliver (one row per pending
+submission, deleted when GCP has it, re-created by `relay replay`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Connection,
+    DateTime,
+    Engine,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    create_engine,
+    event,
+    func,
+    select,
+    text,
+)
+from sqlalchemy.dialects import mysql
+from sqlalchemy.engine import make_url
+from sqlalchemy.types import TypeDecorator
+
+from runtime.settings import Settings
+
+log = logging.getLogger("skybridge.db")
+
+
+class UTCDateTime(TypeDecorator):
+    """Stored as naive UTC with microseconds; always read back as an aware UTC datetime."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect):
+        if dialect.name in ("mysql", "mariadb"):
+            return dialect.type_descriptor(mysql.DATETIME(fsp=6))
+        return dialect.type_descriptor(DateTime())
+
+    def process_bind_param(self, value: datetime | None, dialect) -> datetime | None:
+        return value.astimezone(UTC).replace(tzinfo=None) if value is not None else None
+
+    def process_result_value(self, value: datetime | None, dialect) -> datetime | None:
+        return value.replace(tzinfo=UTC) if value is not None else None
+
+
+LongText = Text().with_variant(mysql.MEDIUMTEXT(), "mysql", "mariadb")
+AutoId = BigInteger().with_variant(Integer(), "sqlite")
+
+metadata = MetaData()
+
+submissions = Table(
+    "submissions",
+    metadata,
+    Column("id", String(26), primary_key=True),
+    Column("schema_version", String(8), nullable=False),
+    Column("type", String(128), nullable=False),
+    Column("body", LongText, nullable=False),  # canonical JSON of the envelope
+    Column("sha256", String(64), nullable=False),
+    Column("idempotency_key", String(255), nullable=True, unique=True),
+    Column("status", String(16), nullable=False),  # accepted | forwarded | failed
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("last_error", String(1000), nullable=True),
+    Column("message_id", String(128), nullable=True),
+    Column("received_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("forwarded_at", UTCDateTime, nullable=True),
+    mysql_engine="InnoDB",
+    mysql_charset="utf8mb4",
+)
+
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", AutoId, primary_key=True, autoincrement=True),
+    Column("submission_id", String(26), nullable=False, unique=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("available_at", UTCDateTime, nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("claim", String(36), nullable=True),
+    Index("ix_outbox_available", "available_at", "id"),
+    mysql_engine="InnoDB",
+    mysql_charset="utf8mb4",
+)
+
+schema_migrations = Table(
+    "schema_migrations",
+    metadata,
+    Column("version", Integer, primary_key=True, autoincrement=False),
+    Column("description", String(200), nullable=False),
+    Column("applied_at", UTCDateTime, nullable=False),
+)
+
+
+def _v1_outbox(connection: Connection) -> None:
+    submissions.create(connection)
+    outbox.create(connection)
+
+
+# Append only: a migration, once released, never changes.
+MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
+    (1, "submissions and outbox", _v1_outbox),
+]
+
+
+def migrate(engine: Engine) -> list[int]:
+    """Apply pending migrations; safe to run from several instances at once."""
+    applied: list[int] = []
+    with engine.begin() as connection:
+        mysql_family = connection.dialect.name in ("mysql", "mariadb")
+        if mysql_family:
+            connection.execute(text("SELECT GET_LOCK('skybridge_migrate', 60)"))
+        try:
+            schema_migrations.create(connection, checkfirst=True)
+            done = set(connection.scalars(select(schema_migrations.c.version)))
+            for version, description, apply in MIGRATIONS:
+                if version in done:
+                    continue
+                apply(connection)
+                connection.execute(
+                    schema_migrations.insert().values(
+                        version=version, description=description, applied_at=utcnow()
+                    )
+                )
+                applied.append(version)
+                log.info("migration applied", extra={"event": "db.migrated", "version": version})
+        finally:
+            if mysql_family:
+                connection.execute(text("SELECT RELEASE_LOCK('skybridge_migrate')"))
+    return applied
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class DatabaseSecret:
+    """Credentials from the RDS-managed Secrets Manager secret, re-read now and then.
+
+    Rotation changes the password under us: new connections pick up the new one within
+    `ttl` seconds, and pre-ping retires the old ones.
+    """
+
+    def __init__(self, arn: str, ttl: float = 300.0) -> None:
+        self.arn = arn
+        self.ttl = ttl
+        self._value: dict[str, Any] = {}
+        self._read_at = 0.0
+        self._lock = threading.Lock()
+
+    def current(self) -> dict[str, Any]:
+        with self._lock:
+            if time.monotonic() - self._read_at > self.ttl:
+                import boto3  # only on AWS; keeps local and function start-up lean
+
+                client = boto3.client("secretsmanager")
+                payload = client.get_secret_value(SecretId=self.arn)["SecretString"]
+                self._value = json.loads(payload)
+                self._read_at = time.monotonic()
+            return self._value
+
+
+def create_db_engine(settings: Settings) -> Engine:
+    url = make_url(settings.database_url)
+    if url.get_backend_name() == "sqlite":
+        return _sqlite_engine(url)
+    options: dict[str, Any] = {
+        "pool_size": settings.database_pool_size,
+        "max_overflow": settings.database_pool_size,
+        "pool_timeout": 5,
+        "pool_pre_ping": True,  # a restarted server or an RDS failover costs one retry, not a 500
+        "pool_recycle": 1800,
+        # Every use is a `with engine.begin()` block, which ends its own transaction; the
+        # pool's extra rollback on return costs a round trip per request for nothing.
+        "pool_reset_on_return": None,
+        # READ COMMITTED: a relay's SKIP LOCKED claim must not gap-lock the end of the outbox
+        # (under REPEATABLE READ it blocks the API's inserts until the lock wait times out).
+        "isolation_level": "READ COMMITTED",
+        "connect_args": {"connect_timeout": 5, "charset": "utf8mb4"},
+    }
+    if settings.database_tls_ca:
+        options["connect_args"]["ssl"] = {"ca": settings.database_tls_ca}
+    engine = create_engine(url, **options)
+    if settings.database_secret_arn:
+        secret = DatabaseSecret(settings.database_secret_arn)
+
+        @event.listens_for(engine, "do_connect")
+        def _credentials(dialect, connection_record, cargs, cparams) -> None:
+            value = secret.current()
+            cparams.update(
+                host=value["host"],
+                port=int(value.get("port", 3306)),
+                user=value["username"],
+                password=value["password"],
+                database=value.get("dbname", cparams.get("database")),
+            )
+
+    return engine
+
+
+def _sqlite_engine(url) -> Engine:
+    if url.database and url.database != ":memory:":
+        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 15})
+
+    @event.listens_for(engine, "connect")
+    def _pragmas(dbapi_connection, connection_record) -> None:
+        # pysqlite's own transaction handling defers BEGIN; take the write lock up front
+        # so concurrent writers queue on busy_timeout instead of failing to upgrade.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA busy_timeout=15000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(connection) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+def outbox_stats(connection: Connection, now: datetime) -> tuple[int, float]:
+    """(pending rows, age in seconds of the oldest pending row)."""
+    count, oldest = connection.execute(
+        select(func.count(), func.min(outbox.c.created_at)).select_from(outbox)
+    ).one()
+    if oldest is not None and oldest.tzinfo is None:
+        oldest = oldest.replace(tzinfo=UTC)  # aggregates skip the column's type on SQLite
+    age = (now - oldest).total_seconds() if oldest else 0.0
+    return int(count), max(age, 0.0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from runtime.observability import configure_logging
+    from runtime.settings import SettingsError, get_settings
+
+    parser = argparse.ArgumentParser(prog="python -m runtime.db")
+    parser.add_argument("command", choices=["migrate"], help="apply pending migrations")
+    args = parser.parse_args(argv)
+    try:
+        settings = get_settings()
+    except SettingsError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level)
+    if args.command == "migrate":
+        applied = migrate(create_db_engine(settings))
+        print(f"applied migrations: {applied or 'none (up to date)'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,124 @@
+"""Accepting and reading submissions: the API's side of the outbox."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Engine, select
+from sqlalchemy.exc import IntegrityError
+
+from runtime.db import outbox, submissions, utcnow
+from runtime.envelope import SubmissionIn, object_name, sha256_hex
+from runtime.ids import new_id
+
+
+class IdempotencyConflict(Exception):
+    """The Idempotency-Key was used before with a different body."""
+
+    def __init__(self, key: str, existing_id: str) -> None:
+        super().__init__(f"Idempotency-Key {key!r} was used for a different body")
+        self.key = key
+        self.existing_id = existing_id
+
+
+@dataclass(frozen=True)
+class Accepted:
+    row: dict[str, Any]
+    replayed: bool
+
+
+def accept(engine: Engine, submission: SubmissionIn, idempotency_key: str | None) -> Accepted:
+    """Insert the submission and its outbox row in one transaction.
+
+    With an Idempotency-Key, a retry of the same body returns the first row and inserts
+    nothing; the same key with another body raises IdempotencyConflict.
+    """
+    body = submission.canonical_json()
+    digest = sha256_hex(body)
+    if idempotency_key is not None:
+        existing = _by_key(engine, idempotency_key)
+        if existing is not None:
+            return _replay(existing, idempotency_key, digest)
+    now = utcnow()
+    row = {
+        "id": new_id(now),
+        "schema_version": submission.schema_version,
+        "type": submission.type,
+        "body": body.decode(),
+        "sha256": digest,
+        "idempotency_key": idempotency_key,
+        "status": "accepted",
+        "attempts": 0,
+        "last_error": None,
+        "message_id": None,
+        "received_at": now,
+        "updated_at": now,
+        "forwarded_at": None,
+    }
+    try:
+        with engine.begin() as connection:
+            connection.execute(submissions.insert().values(row))
+            connection.execute(
+                outbox.insert().values(
+                    submission_id=row["id"], created_at=now, available_at=now, attempts=0
+                )
+            )
+    except IntegrityError:
+        # Two requests with one key raced; the loser answers with the winner's row.
+        existing = _by_key(engine, idempotency_key) if idempotency_key else None
+        if existing is None:
+            raise
+        return _replay(existing, idempotency_key, digest)
+    return Accepted(row=row, replayed=False)
+
+
+def _by_key(engine: Engine, key: str) -> dict[str, Any] | None:
+    with engine.begin() as connection:
+        found = connection.execute(
+            select(submissions).where(submissions.c.idempotency_key == key)
+        ).first()
+    return dict(found._mapping) if found else None
+
+
+def _replay(existing: dict[str, Any], key: str, digest: str) -> Accepted:
+    if existing["sha256"] != digest:
+        raise IdempotencyConflict(key, existing["id"])
+    return Accepted(row=existing, replayed=True)
+
+
+def get(connection: Connection, submission_id: str) -> dict[str, Any] | None:
+    found = connection.execute(select(submissions).where(submissions.c.id == submission_id)).first()
+    return dict(found._mapping) if found else None
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value else None
+
+
+def accepted_view(row: dict[str, Any]) -> dict[str, Any]:
+    """The body of the 202: the same for the first answer and every idempotent replay."""
+    return {
+        "id": row["id"],
+        "status": "accepted",
+        "received_at": _iso(row["received_at"]),
+        "sha256": row["sha256"],
+        "object_name": object_name(row["id"], row["received_at"]),
+    }
+
+
+def status_view(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "type": row["type"],
+        "status": row["status"],
+        "received_at": _iso(row["received_at"]),
+        "updated_at": _iso(row["updated_at"]),
+        "forwarded_at": _iso(row["forwarded_at"]),
+        "attempts": row["attempts"],
+        "last_error": row["last_error"],
+        "message_id": row["message_id"],
+        "sha256": row["sha256"],
+        "object_name": object_name(row["id"], row["received_at"]),
+    }

@@ -72,7 +72,7 @@ class ForwardBatch(_Strict):
 
 class IngestResult(_Strict):
     submission_id: str | None
-    status: Literal["published", "rejected"]
+    status: Literal["published", "rejected", "failed"]  # failed: transient, retry it
     message_id: str | None = None
     error: str | None = None
 

@@ -33,7 +33,7 @@ class Settings(BaseSettings):
 
     # Relay
     ingest_url: str = ""
-    token_source: Literal["none", "static", "aws-wif", "gce-metadata"] = "none"
+    token_source: Literal["none", "static", "aws-wif", "gce-metadata"] = "none"  # noqa: S105
     static_token: str = ""
     gcp_credential_config: str = ""  # path to the external_account JSON (aws-wif)
     gcp_service_account: str = ""  # the service account whose ID token the relay presents

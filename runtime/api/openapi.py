@@ -143,7 +143,9 @@ def document(max_body_bytes: int) -> dict[str, Any]:
                         },
                     },
                     "responses": {
-                        "202": _json("Accepted and stored; delivery follows.", "Accepted", location),
+                        "202": _json(
+                            "Accepted and stored; delivery follows.", "Accepted", location
+                        ),
                         "400": _problem("Malformed JSON or an invalid header."),
                         "409": _problem("The Idempotency-Key was used with another body."),
                         "413": _problem("The body is too large."),

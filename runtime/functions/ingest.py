@@ -1,0 +1,135 @@
+"""`ingest`: the relay's batch in, one Pub/Sub message per submission out.
+
+Each item is validated on its own: a bad item is rejected in the answer and does not sink
+the batch. The answer lists every item with its message id (published), its reason
+(rejected, permanent) or `failed` (transient: the relay retries it). A submission id seen
+twice is harmless: downstream, the object name is the id and a second write is a no-op.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from concurrent import futures
+from typing import Any
+
+import functions_framework
+from flask import Request, Response
+from pydantic import ValidationError
+
+from runtime.envelope import ForwardBatch, ForwardedSubmission, IngestResult, canonical_json
+from runtime.observability import configure_logging
+from runtime.settings import get_settings
+
+log = logging.getLogger("skybridge.ingest")
+PUBLISH_TIMEOUT = 30.0
+
+_publisher: Any = None
+_lock = threading.Lock()
+
+
+def publisher() -> Any:
+    """The Pub/Sub publisher, created on first use (importing it costs ~300 ms)."""
+    global _publisher
+    with _lock:
+        if _publisher is None:
+            from google.cloud import pubsub_v1
+
+            _publisher = pubsub_v1.PublisherClient(
+                batch_settings=pubsub_v1.types.BatchSettings(max_messages=500, max_latency=0.005)
+            )
+        return _publisher
+
+
+def _problem(status: int, title: str, detail: str) -> Response:
+    body = {"type": "about:blank", "title": title, "status": status, "detail": detail}
+    return Response(json.dumps(body), status=status, mimetype="application/problem+json")
+
+
+def validate_items(items: list[dict[str, Any]]) -> list[ForwardedSubmission | IngestResult]:
+    """Each item as a ForwardedSubmission, or as the rejection saying why it is not one."""
+    checked: list[ForwardedSubmission | IngestResult] = []
+    for raw in items:
+        sid = raw.get("submission_id") if isinstance(raw, dict) else None
+        sid = sid if isinstance(sid, str) else None
+        try:
+            item = ForwardedSubmission.model_validate(raw)
+        except ValidationError as error:
+            first = error.errors(include_url=False, include_input=False)[0]
+            where = "/".join(str(part) for part in first["loc"])
+            checked.append(
+                IngestResult(submission_id=sid, status="rejected", error=f"{where}: {first['msg']}")
+            )
+            continue
+        if not item.checksum_ok():
+            reason = "sha256 does not match the submission"
+            checked.append(IngestResult(submission_id=sid, status="rejected", error=reason))
+            continue
+        checked.append(item)
+    return checked
+
+
+@functions_framework.http
+def ingest(request: Request) -> Response:
+    settings = get_settings()
+    configure_logging(settings.log_level)
+    if request.method != "POST":
+        return _problem(405, "Method Not Allowed", "POST a batch of submissions")
+    if request.mimetype != "application/json":
+        return _problem(415, "Unsupported Media Type", "Content-Type must be application/json")
+    try:
+        batch = ForwardBatch.model_validate_json(request.get_data())
+    except ValidationError as error:
+        first = error.errors(include_url=False, include_input=False)[0]
+        where = "/".join(str(part) for part in first["loc"]) or "body"
+        return _problem(400, "Bad Request", f"{where}: {first['msg']}")
+
+    settings.require("topic")
+    checked = validate_items(batch.items)
+    pending: dict[int, futures.Future] = {}
+    for index, item in enumerate(checked):
+        if isinstance(item, ForwardedSubmission):
+            pending[index] = publisher().publish(
+                settings.topic,
+                canonical_json(item.model_dump(mode="json")),
+                submission_id=item.submission_id,
+                schema_version=item.schema_version,
+                source=item.source,
+            )
+    results: list[dict[str, Any]] = []
+    for index, item in enumerate(checked):
+        if isinstance(item, IngestResult):
+            log.warning(
+                "submission rejected: %s",
+                item.error,
+                extra={"event": "submission.rejected", "submission_id": item.submission_id},
+            )
+            results.append(item.model_dump())
+            continue
+        try:
+            message_id = pending[index].result(timeout=PUBLISH_TIMEOUT)
+        except Exception as error:  # noqa: BLE001 — reported per item; the relay retries it
+            log.error(
+                "publish failed: %s",
+                error,
+                extra={"event": "submission.publish_failed", "submission_id": item.submission_id},
+            )
+            results.append(
+                IngestResult(
+                    submission_id=item.submission_id, status="failed", error=type(error).__name__
+                ).model_dump()
+            )
+            continue
+        log.info(
+            "submission published",
+            extra={
+                "event": "submission.published",
+                "submission_id": item.submission_id,
+                "message_id": message_id,
+            },
+        )
+        results.append(
+            {"submission_id": item.submission_id, "status": "published", "message_id": message_id}
+        )
+    return Response(json.dumps({"results": results}), status=200, mimetype="application/json")

@@ -7,9 +7,7 @@ from runtime.api import create_app
 
 @pytest.fixture
 def app(database_url: str):
-    app = create_app(
-        {"database_url": database_url, "migrate_on_start": True, "metrics": "none"}
-    )
+    app = create_app({"database_url": database_url, "migrate_on_start": True, "metrics": "none"})
     yield app
     app.extensions["skybridge"]["engine"].dispose()
 

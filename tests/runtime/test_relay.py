@@ -1,0 +1,293 @@
+"""The relay delivers the outbox at least once, settles each row by ingest's answer, and
+never loses or drops a row, on SQLite and on MySQL/MariaDB."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import func, select, text
+
+from runtime.db import create_db_engine, migrate, outbox, submissions, utcnow
+from runtime.envelope import SubmissionIn
+from runtime.ids import new_id
+from runtime.relay import CircuitBreaker, Relay, replay
+from runtime.settings import Settings
+from runtime.submissions import accept
+from tests.fakes.ingest import FakeIngest
+
+
+class StaticToken:
+    def token(self) -> str:
+        return "t0k3n"
+
+
+class NoTokenSource:
+    def token(self) -> None:
+        return None
+
+
+def settings_for(database_url: str, ingest_url: str, **overrides) -> Settings:
+    values = {
+        "database_url": database_url,
+        "ingest_url": ingest_url,
+        "relay_batch_size": 10,
+        "relay_backoff_base": 0.01,
+        "relay_backoff_max": 0.05,
+        "relay_poll_interval": 0.01,
+        "relay_breaker_threshold": 1000,
+        "metrics": "none",
+    }
+    return Settings(**(values | overrides))
+
+
+@pytest.fixture
+def ingest():
+    with FakeIngest() as fake:
+        yield fake
+
+
+@pytest.fixture
+def db(database_url):
+    engine = create_db_engine(Settings(database_url=database_url))
+    migrate(engine)
+    yield engine
+    engine.dispose()
+
+
+def submit(engine, n: int) -> list[str]:
+    return [accept(engine, SubmissionIn(type="t", data={"i": i}), None).row["id"] for i in range(n)]
+
+
+def statuses(engine) -> dict[str, str]:
+    with engine.begin() as connection:
+        return dict(connection.execute(select(submissions.c.id, submissions.c.status)).all())
+
+
+def pending(engine) -> int:
+    with engine.begin() as connection:
+        return connection.scalar(select(func.count()).select_from(outbox))
+
+
+def test_delivers_pending_rows_and_marks_them_forwarded(db, database_url, ingest):
+    ids = submit(db, 25)
+    relay = Relay(db, settings_for(database_url, ingest.url), StaticToken())
+    while relay.run_once():
+        pass
+    assert statuses(db) == dict.fromkeys(ids, "forwarded")
+    assert pending(db) == 0
+    assert ingest.received == dict.fromkeys(ids, 1)
+    assert set(ingest.authorizations) == {"Bearer t0k3n"}
+    with db.begin() as connection:
+        row = connection.execute(select(submissions).where(submissions.c.id == ids[0])).one()
+    assert row.message_id == f"m-{ids[0]}"
+    assert row.attempts == 1
+    assert row.forwarded_at is not None
+
+
+def test_batches_are_at_most_the_batch_size(db, database_url, ingest):
+    submit(db, 25)
+    relay = Relay(db, settings_for(database_url, ingest.url), NoTokenSource())
+    assert relay.run_once() == 10
+    assert ingest.authorizations == [None]
+
+
+def test_failed_delivery_is_retried_later_with_the_error_recorded(db, database_url, ingest):
+    (sid,) = submit(db, 1)
+    ingest.status = 503
+    relay = Relay(
+        db, settings_for(database_url, ingest.url, relay_backoff_base=30), NoTokenSource()
+    )
+    assert relay.run_once() == 1
+    assert relay.run_once() == 0, "backoff must keep the row out of the next round"
+    with db.begin() as connection:
+        row = connection.execute(select(submissions).where(submissions.c.id == sid)).one()
+        queued = connection.execute(select(outbox)).one()
+    assert row.status == "accepted"
+    assert row.attempts == 1
+    assert "503" in row.last_error
+    assert queued.attempts == 1
+    assert queued.available_at > utcnow() - timedelta(seconds=1)
+
+
+def test_rows_fail_after_max_attempts_are_kept_and_can_be_replayed(db, database_url, ingest):
+    (sid,) = submit(db, 1)
+    ingest.status = 500
+    settings = settings_for(database_url, ingest.url, relay_max_attempts=3, relay_backoff_max=0.001)
+    relay = Relay(db, settings, NoTokenSource())
+    deadline = time.monotonic() + 10
+    while statuses(db)[sid] != "failed" and time.monotonic() < deadline:
+        relay.run_once()
+    assert statuses(db)[sid] == "failed"
+    assert pending(db) == 0
+    assert ingest.requests == 3
+
+    ingest.status = 200
+    assert replay(db) == 1
+    assert statuses(db)[sid] == "accepted"
+    while relay.run_once():
+        pass
+    assert statuses(db)[sid] == "forwarded"
+    assert ingest.received[sid] == 1
+
+
+def test_rejected_item_fails_alone(db, database_url, ingest):
+    bad, *good = submit(db, 3)
+    ingest.reject = {bad}
+    relay = Relay(db, settings_for(database_url, ingest.url), NoTokenSource())
+    relay.run_once()
+    assert statuses(db) == {bad: "failed", **dict.fromkeys(good, "forwarded")}
+
+
+def test_circuit_breaker_stops_posting_to_a_failing_endpoint(db, database_url, ingest):
+    submit(db, 3)
+    ingest.status = 503
+    settings = settings_for(
+        database_url,
+        ingest.url,
+        relay_batch_size=1,
+        relay_breaker_threshold=2,
+        relay_breaker_cooldown=30,
+    )
+    relay = Relay(db, settings, NoTokenSource())
+    runner = threading.Thread(target=relay.run)
+    runner.start()
+    time.sleep(1.0)
+    relay.stop()
+    runner.join(timeout=10)
+    assert ingest.requests == 2, "after two failed batches the circuit must stay open"
+
+
+def test_circuit_breaker_doubles_cooldown_and_closes_on_success():
+    breaker = CircuitBreaker(threshold=2, cooldown=1.0)
+    breaker.record(False, now=0)
+    assert breaker.wait_time(0) == 0
+    breaker.record(False, now=0)
+    assert breaker.wait_time(0) == 1.0
+    breaker.record(False, now=1)
+    assert breaker.wait_time(1) == 2.0
+    breaker.record(True, now=3)
+    assert breaker.failures == 0
+    assert breaker.cooldown == 1.0
+
+
+def test_killed_relays_lease_expires_and_rows_are_claimed_again(db, database_url, ingest):
+    ids = submit(db, 3)
+    dead = Relay(db, settings_for(database_url, ingest.url, relay_lease_seconds=0.3), None)
+    assert len(dead.claim()) == 3  # claimed, then the process "dies" before posting
+    alive = Relay(db, settings_for(database_url, ingest.url), NoTokenSource())
+    assert alive.run_once() == 0, "a live lease must not be claimed twice"
+    time.sleep(0.4)
+    assert alive.run_once() == 3
+    assert statuses(db) == dict.fromkeys(ids, "forwarded")
+
+
+def test_sigterm_finishes_the_batch_in_hand(db, database_url, ingest):
+    ids = submit(db, 5)
+    ingest.delay = 1.0
+    env = os.environ | {
+        "SKYBRIDGE_DATABASE_URL": database_url,
+        "SKYBRIDGE_INGEST_URL": ingest.url,
+        "SKYBRIDGE_METRICS": "none",
+    }
+    process = subprocess.Popen([sys.executable, "-m", "runtime.relay"], env=env)
+    try:
+        assert ingest.request_seen.wait(20), "the relay never posted"
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=20) == 0
+    finally:
+        process.kill()
+    assert statuses(db) == dict.fromkeys(ids, "forwarded")
+    assert pending(db) == 0
+
+
+@pytest.mark.mysql
+def test_two_relays_never_deliver_a_row_twice(mysql_database_url, ingest):
+    engine = create_db_engine(Settings(database_url=mysql_database_url))
+    migrate(engine)
+    with engine.begin() as connection:
+        connection.execute(text("DELETE FROM outbox"))
+        connection.execute(text("DELETE FROM submissions"))
+    ids = submit(engine, 300)
+    relays = [
+        Relay(
+            create_db_engine(Settings(database_url=mysql_database_url)),
+            settings_for(mysql_database_url, ingest.url, relay_batch_size=7),
+            NoTokenSource(),
+        )
+        for _ in range(2)
+    ]
+    threads = [threading.Thread(target=relay.run) for relay in relays]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + 60
+    while pending(engine) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    for relay in relays:
+        relay.stop()
+    for thread in threads:
+        thread.join(timeout=10)
+    assert set(ingest.received) == set(ids)
+    assert max(ingest.received.values()) == 1, "a row was delivered twice"
+
+
+@pytest.mark.mysql
+@pytest.mark.parametrize("claim_isolation", ["READ COMMITTED", "REPEATABLE READ"])
+def test_claim_on_a_nearly_empty_outbox_does_not_block_inserts(mysql_database_url, claim_isolation):
+    """The relay claims under READ COMMITTED; under REPEATABLE READ (MariaDB's default) the
+    same SKIP LOCKED claim gap-locks the end of the outbox and the insert waits."""
+    engine = create_db_engine(Settings(database_url=mysql_database_url))
+    migrate(engine)
+    submit(engine, 1)
+    claimer = engine.execution_options(isolation_level=claim_isolation)
+    with claimer.connect() as claiming:
+        claiming.begin()
+        claiming.execute(
+            select(outbox.c.id)
+            .order_by(outbox.c.available_at, outbox.c.id)
+            .limit(100)
+            .where(outbox.c.available_at <= utcnow())
+            .with_for_update(skip_locked=True)
+        ).all()
+        inserter = create_db_engine(Settings(database_url=mysql_database_url))
+        started = time.monotonic()
+        blocked = False
+        try:
+            with inserter.begin() as connection:
+                connection.execute(text("SET SESSION innodb_lock_wait_timeout = 2"))
+                submit_in(connection)
+        except Exception as error:  # noqa: BLE001 — the lock wait timeout is the outcome
+            blocked = "Lock wait timeout" in str(error)
+        elapsed = time.monotonic() - started
+        claiming.rollback()
+        inserter.dispose()
+    if claim_isolation == "READ COMMITTED":
+        assert not blocked
+        assert elapsed < 1.0
+    else:
+        assert blocked, "control: REPEATABLE READ should gap-lock (is this still MariaDB/InnoDB?)"
+
+
+def submit_in(connection) -> None:
+    now = utcnow()
+    sid = new_id(now)
+    connection.execute(
+        submissions.insert().values(
+            id=sid,
+            schema_version="1",
+            type="t",
+            body="{}",
+            sha256="0" * 64,
+            status="accepted",
+            attempts=0,
+            received_at=now,
+            updated_at=now,
+        )
+    )
+    connection.execute(outbox.insert().values(submission_id=sid, created_at=now, available_at=now))

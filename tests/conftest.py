@@ -69,3 +69,31 @@ def pytest_terminal_summary(terminalreporter) -> None:
             red=True,
             bold=True,
         )
+
+
+@pytest.fixture(scope="session")
+def pubsub_host() -> Iterator[str]:
+    """A Pub/Sub emulator for the real client: ours, unless PUBSUB_EMULATOR_HOST names one."""
+    if os.environ.get("PUBSUB_EMULATOR_HOST"):
+        yield os.environ["PUBSUB_EMULATOR_HOST"]
+        return
+    from local_stack.pubsub_emulator import PubSubEmulator
+
+    emulator = PubSubEmulator()
+    port = emulator.start()
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        emulator.stop()
+
+
+@pytest.fixture(scope="session")
+def gcs_url(tmp_path_factory) -> Iterator[str]:
+    """fake-gcs-server, for the real google-cloud-storage client."""
+    from local_stack.storage import FakeGcs
+
+    server = FakeGcs(tmp_path_factory.mktemp("gcs")).start()
+    try:
+        yield server.url
+    finally:
+        server.stop()

@@ -1,0 +1,223 @@
+"""The two Cloud Functions under functions-framework, with the real Pub/Sub and Cloud
+Storage clients against the emulators."""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import functions_framework
+import pytest
+from google.cloud import pubsub_v1
+
+from local_stack.storage import client as storage_client
+from runtime.envelope import SubmissionIn, canonical_json, object_name, sha256_hex
+from runtime.ids import new_id
+from runtime.settings import get_settings
+
+FUNCTIONS = Path(__file__).resolve().parents[2] / "runtime" / "functions"
+PROJECT = "skybridge-test"
+
+
+def item(data: dict | None = None, **overrides) -> dict:
+    submission = SubmissionIn(type="photo", data=data or {"n": uuid.uuid4().hex})
+    received = datetime(2026, 3, 4, 5, 6, 7, tzinfo=UTC)
+    return {
+        "submission_id": new_id(received),
+        "schema_version": "1",
+        "type": submission.type,
+        "data": submission.data,
+        "sha256": sha256_hex(submission.canonical_json()),
+        "received_at": received.isoformat(),
+        "source": "aws",
+    } | overrides
+
+
+@pytest.fixture
+def topic(pubsub_host, monkeypatch):
+    monkeypatch.setenv("PUBSUB_EMULATOR_HOST", pubsub_host)
+    publisher = pubsub_v1.PublisherClient()
+    subscriber = pubsub_v1.SubscriberClient()
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    topic = publisher.create_topic(name=f"projects/{PROJECT}/topics/{name}").name
+    subscription = subscriber.create_subscription(
+        name=f"projects/{PROJECT}/subscriptions/{name}", topic=topic
+    ).name
+    monkeypatch.setenv("SKYBRIDGE_TOPIC", topic)
+    get_settings.cache_clear()
+    yield topic, subscription, subscriber
+    subscriber.delete_subscription(subscription=subscription)
+    publisher.delete_topic(topic=topic)
+    get_settings.cache_clear()
+
+
+@pytest.fixture
+def ingest(topic):
+    app = functions_framework.create_app(target="ingest", source=str(FUNCTIONS / "ingest.py"))
+    return app.test_client()
+
+
+def pull(subscriber, subscription: str, expected: int) -> list:
+    messages = []
+    for _ in range(20):
+        response = subscriber.pull(subscription=subscription, max_messages=100, timeout=5)
+        messages += response.received_messages
+        if response.received_messages:
+            subscriber.acknowledge(
+                subscription=subscription, ack_ids=[m.ack_id for m in response.received_messages]
+            )
+        if len(messages) >= expected:
+            break
+    return messages
+
+
+def test_ingest_publishes_one_message_per_submission(ingest, topic):
+    _, subscription, subscriber = topic
+    items = [item() for _ in range(3)]
+    response = ingest.post("/", json={"schema_version": "1", "items": items})
+    assert response.status_code == 200
+    results = response.get_json()["results"]
+    assert [r["submission_id"] for r in results] == [i["submission_id"] for i in items]
+    assert {r["status"] for r in results} == {"published"}
+    messages = pull(subscriber, subscription, 3)
+    by_id = {m.message.attributes["submission_id"]: m.message for m in messages}
+    assert set(by_id) == {i["submission_id"] for i in items}
+    for sent in items:
+        message = by_id[sent["submission_id"]]
+        assert dict(message.attributes) == {
+            "submission_id": sent["submission_id"],
+            "schema_version": "1",
+            "source": "aws",
+        }
+        assert json.loads(message.data)["data"] == sent["data"]
+        assert message.message_id in {r["message_id"] for r in results}
+
+
+def test_bad_item_is_rejected_without_sinking_the_batch(ingest, topic):
+    _, subscription, subscriber = topic
+    good = item()
+    tampered = item(sha256="0" * 64)
+    broken = {"submission_id": "nope", "type": 5}
+    response = ingest.post("/", json={"schema_version": "1", "items": [tampered, good, broken]})
+    results = response.get_json()["results"]
+    assert [r["status"] for r in results] == ["rejected", "published", "rejected"]
+    assert "sha256" in results[0]["error"]
+    assert results[2]["error"].startswith("submission_id")
+    assert [m.message.attributes["submission_id"] for m in pull(subscriber, subscription, 1)] == [
+        good["submission_id"]
+    ]
+
+
+def test_repeated_submission_id_is_harmless(ingest):
+    same = item()
+    response = ingest.post("/", json={"schema_version": "1", "items": [same, same]})
+    assert [r["status"] for r in response.get_json()["results"]] == ["published", "published"]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "status"),
+    [
+        ({"data": "{nope", "content_type": "application/json"}, 400),
+        ({"json": {"schema_version": "1", "items": []}}, 400),
+        ({"data": "x", "content_type": "text/plain"}, 415),
+    ],
+)
+def test_ingest_refuses_a_bad_batch_with_a_problem(ingest, kwargs, status):
+    response = ingest.post("/", **kwargs)
+    assert response.status_code == status
+    assert response.mimetype == "application/problem+json"
+    assert "Traceback" not in response.get_data(as_text=True)
+
+
+# -- store ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def bucket(gcs_url, monkeypatch):
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs_url)
+    name = f"b-{uuid.uuid4().hex[:10]}"
+    bucket = storage_client(gcs_url).create_bucket(name)
+    monkeypatch.setenv("SKYBRIDGE_BUCKET", name)
+    get_settings.cache_clear()
+    yield bucket
+    get_settings.cache_clear()
+
+
+@pytest.fixture
+def store(bucket):
+    app = functions_framework.create_app(
+        target="store", source=str(FUNCTIONS / "store.py"), signature_type="cloudevent"
+    )
+    return app.test_client()
+
+
+def deliver(store_client, data: bytes, message_id: str = "42", attributes: dict | None = None):
+    """POST a Pub/Sub CloudEvent the way Eventarc delivers it (binary content mode)."""
+    body = {
+        "message": {
+            "data": base64.b64encode(data).decode(),
+            "attributes": attributes or {},
+            "messageId": message_id,
+            "publishTime": "2026-03-04T05:06:08.123Z",
+        },
+        "subscription": f"projects/{PROJECT}/subscriptions/eventarc",
+    }
+    return store_client.post(
+        "/",
+        json=body,
+        headers={
+            "ce-id": message_id,
+            "ce-specversion": "1.0",
+            "ce-source": f"//pubsub.googleapis.com/projects/{PROJECT}/topics/t",
+            "ce-type": "google.cloud.pubsub.topic.v1.messagePublished",
+        },
+    )
+
+
+def test_store_writes_the_processed_asset(store, bucket):
+    sent = item({"caption": "héllo"})
+    assert deliver(store, canonical_json(sent)).status_code == 200
+    name = object_name(sent["submission_id"], datetime.fromisoformat(sent["received_at"]))
+    assert name == f"submissions/2026/03/04/{sent['submission_id']}.json"
+    blob = bucket.get_blob(name)
+    assert blob.content_type == "application/json"
+    asset = json.loads(blob.download_as_bytes())
+    assert asset["data"] == sent["data"]
+    assert asset["sha256"] == sent["sha256"]
+    assert asset["checksum_verified"] is True
+    assert asset["provenance"]["pubsub_message_id"] == "42"
+    assert asset["provenance"]["pubsub_publish_time"].startswith("2026-03-04T05:06:08.123")
+    assert asset["provenance"]["aws_received_at"].startswith("2026-03-04T05:06:07")
+
+
+def test_redelivery_does_not_write_a_second_time(store, bucket):
+    sent = item()
+    assert deliver(store, canonical_json(sent), message_id="1").status_code == 200
+    name = object_name(sent["submission_id"], datetime.fromisoformat(sent["received_at"]))
+    generation = bucket.get_blob(name).generation
+    assert deliver(store, canonical_json(sent), message_id="2").status_code == 200
+    blob = bucket.get_blob(name)
+    assert blob.generation == generation
+    assert json.loads(blob.download_as_bytes())["provenance"]["pubsub_message_id"] == "1"
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"not json", b'{"submission_id": "x"}', canonical_json(item(sha256="f" * 64))],
+    ids=["not-json", "wrong-schema", "checksum-mismatch"],
+)
+def test_undecodable_message_is_acknowledged_and_not_stored(store, bucket, data):
+    assert deliver(store, data).status_code == 200
+    assert list(bucket.list_blobs()) == []
+
+
+def test_storage_error_fails_the_delivery_so_pubsub_retries(store, monkeypatch):
+    monkeypatch.setenv("SKYBRIDGE_BUCKET", "no-such-bucket")
+    get_settings.cache_clear()
+    app = functions_framework.create_app(
+        target="store", source=str(FUNCTIONS / "store.py"), signature_type="cloudevent"
+    )
+    assert deliver(app.test_client(), canonical_json(item())).status_code == 500

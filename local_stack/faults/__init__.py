@@ -1,0 +1,1 @@
+"""Fault injection for the fault tests: stand-ins that fail on purpose, never deployed."""

@@ -1,0 +1,215 @@
+"""The whole system on loopback: the same processes as in the clouds, emulators for the rest.
+
+    Pub/Sub emulator ← ingest (functions-framework) ← relay ← outbox ← API (gunicorn)
+           └─push─→ store (functions-framework) → fake-gcs-server
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from local_stack.ports import free_port
+from local_stack.processes import Child, http_ready, tcp_ready
+from local_stack.storage import FakeGcs
+from runtime import commands
+
+PROJECT = "skybridge-local"
+
+
+@dataclass
+class Names:
+    topic: str = f"projects/{PROJECT}/topics/submissions"
+    dead_letter_topic: str = f"projects/{PROJECT}/topics/submissions-dead-letter"
+    push_subscription: str = f"projects/{PROJECT}/subscriptions/store-push"
+    dead_letter_subscription: str = f"projects/{PROJECT}/subscriptions/submissions-dead-letter"
+    bucket: str = "skybridge-local-assets"
+
+
+@dataclass
+class Options:
+    workdir: Path
+    database_url: str = ""
+    api_workers: int = 2
+    max_delivery_attempts: int = 5
+    push_min_backoff: float = 0.2
+    push_max_backoff: float = 2.0
+    ack_deadline: int = 10
+    relay_env: dict[str, str] = field(default_factory=dict)
+    store_source: str = ""  # another functions-framework source for `store` (fault tests)
+    pubsub: str = "ours"  # or "google": gcloud's emulator (Java), where installed
+
+
+class LocalStack:
+    def __init__(self, options: Options) -> None:
+        self.options = options
+        self.names = Names()
+        self.logs = options.workdir / "logs"
+        self.database_url = (
+            options.database_url or f"sqlite:///{options.workdir / 'skybridge.sqlite3'}"
+        )
+        self.ports = {name: free_port() for name in ("pubsub", "ingest", "store", "api")}
+        self.gcs = FakeGcs(self.logs)
+        self.children: dict[str, Child] = {}
+
+    # -- endpoints ------------------------------------------------------------------------
+
+    @property
+    def pubsub_host(self) -> str:
+        return f"127.0.0.1:{self.ports['pubsub']}"
+
+    def url(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.ports[name]}"
+
+    def endpoints(self) -> dict[str, str]:
+        return {
+            "api": self.url("api"),
+            "ingest": self.url("ingest"),
+            "store": self.url("store"),
+            "pubsub": self.pubsub_host,
+            "storage": self.gcs.url,
+            "database": self.database_url,
+            "logs": str(self.logs),
+        }
+
+    def environ(self) -> dict[str, str]:
+        """What every child sees: emulator hosts, the database, quiet Python."""
+        base = {k: v for k, v in os.environ.items() if not k.startswith("SKYBRIDGE_")}
+        return base | {
+            "PYTHONUNBUFFERED": "1",
+            "PUBSUB_EMULATOR_HOST": self.pubsub_host,
+            "STORAGE_EMULATOR_HOST": self.gcs.url,
+            "GOOGLE_CLOUD_PROJECT": PROJECT,
+            "SKYBRIDGE_DATABASE_URL": self.database_url,
+            "SKYBRIDGE_TOPIC": self.names.topic,
+            "SKYBRIDGE_BUCKET": self.names.bucket,
+            "SKYBRIDGE_INGEST_URL": self.url("ingest") + "/",
+            "SKYBRIDGE_TOKEN_SOURCE": "none",
+            "SKYBRIDGE_SOURCE": "local",
+            "SKYBRIDGE_METRICS": "log",
+        }
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def start(self) -> LocalStack:
+        try:
+            self.gcs.start()
+            self._start_pubsub()
+            self._create_resources()
+            self.start_component("store")
+            self.start_component("ingest")
+            self._migrate()
+            self.start_component("api")
+            self.start_component("relay")
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _child(self, name: str) -> Child:
+        env = self.environ()
+        if name == "pubsub":
+            port = str(self.ports["pubsub"])
+            argv = [sys.executable, "-m", "local_stack.pubsub_emulator", "--port", port]
+            if self.options.pubsub == "google":
+                (self.logs / "pubsub").mkdir(parents=True, exist_ok=True)
+                argv = ["gcloud", "beta", "emulators", "pubsub", "start"]
+                argv += [f"--host-port=127.0.0.1:{port}", f"--data-dir={self.logs / 'pubsub'}"]
+        elif name in ("ingest", "store"):
+            argv = commands.function_argv(name, self.ports[name])
+            if name == "store" and self.options.store_source:
+                argv[argv.index("--source") + 1] = self.options.store_source
+        elif name == "api":
+            argv = commands.api_argv(f"127.0.0.1:{self.ports['api']}", self.options.api_workers)
+        elif name == "relay":
+            argv = commands.relay_argv()
+            env |= {
+                "SKYBRIDGE_RELAY_BACKOFF_BASE": "0.2",
+                "SKYBRIDGE_RELAY_BACKOFF_MAX": "2",
+                "SKYBRIDGE_RELAY_BREAKER_COOLDOWN": "1",
+                "SKYBRIDGE_RELAY_LEASE_SECONDS": "10",
+            } | self.options.relay_env
+        else:
+            raise KeyError(name)
+        return Child(name, argv, env, self.logs)
+
+    def start_component(self, name: str) -> None:
+        child = self._child(name)
+        ready = {
+            "pubsub": tcp_ready(self.ports["pubsub"]),
+            "ingest": http_ready(self.url("ingest") + "/"),
+            "store": http_ready(self.url("store") + "/"),
+            "api": http_ready(self.url("api") + "/healthz"),
+            "relay": None,
+        }[name]
+        self.children[name] = child.start(ready)
+
+    def stop_component(self, name: str) -> None:
+        self.children[name].stop()
+
+    def kill_component(self, name: str) -> None:
+        self.children[name].kill()
+
+    def dead_children(self) -> list[str]:
+        return [name for name, child in self.children.items() if not child.alive]
+
+    def stop(self) -> None:
+        """Stop every process, newest first; safe to call twice and after a child died."""
+        for name in reversed(list(self.children)):
+            self.children[name].stop()
+        self.gcs.stop()
+
+    def __enter__(self) -> LocalStack:
+        return self.start()
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+    # -- set-up ---------------------------------------------------------------------------
+
+    def _start_pubsub(self) -> None:
+        self.start_component("pubsub")
+        os.environ["PUBSUB_EMULATOR_HOST"] = self.pubsub_host
+
+    def _create_resources(self) -> None:
+        from google.cloud import pubsub_v1
+        from google.protobuf import duration_pb2
+
+        from local_stack.storage import client as storage_client
+
+        publisher = pubsub_v1.PublisherClient()
+        subscriber = pubsub_v1.SubscriberClient()
+        names, options = self.names, self.options
+        publisher.create_topic(name=names.topic)
+        publisher.create_topic(name=names.dead_letter_topic)
+        subscriber.create_subscription(
+            name=names.dead_letter_subscription, topic=names.dead_letter_topic
+        )
+        subscriber.create_subscription(
+            request={
+                "name": names.push_subscription,
+                "topic": names.topic,
+                "ack_deadline_seconds": options.ack_deadline,
+                "push_config": {"push_endpoint": self.url("store") + "/"},
+                "retry_policy": {
+                    "minimum_backoff": duration_pb2.Duration(
+                        nanos=int(options.push_min_backoff * 1e9)
+                    ),
+                    "maximum_backoff": duration_pb2.Duration(seconds=int(options.push_max_backoff)),
+                },
+                "dead_letter_policy": {
+                    "dead_letter_topic": names.dead_letter_topic,
+                    "max_delivery_attempts": options.max_delivery_attempts,
+                },
+            }
+        )
+        storage_client(self.gcs.url).create_bucket(names.bucket)
+
+    def _migrate(self) -> None:
+        import subprocess
+
+        subprocess.run(
+            commands.migrate_argv(), env=self.environ(), check=True, capture_output=True
+        )

@@ -1,0 +1,45 @@
+"""The command lines that run the runtime: the same on EC2 (systemd units) and locally."""
+
+from __future__ import annotations
+
+import sys
+
+APP = "runtime.api:create_app()"
+
+
+def api_argv(bind: str, workers: int, python: str = sys.executable) -> list[str]:
+    """gunicorn serving the API: sync workers, JSON logs from the app, access log to stdout."""
+    return [
+        python, "-m", "gunicorn",
+        "--bind", bind,
+        "--workers", str(workers),
+        "--worker-tmp-dir", "/dev/shm",  # noqa: S108 — heartbeat files off the disk
+        "--graceful-timeout", "20",
+        "--access-logfile", "-",
+        "--access-logformat", '{"severity":"INFO","event":"http.access","method":"%(m)s",'
+        '"path":"%(U)s","status":%(s)s,"duration_ms":%(M)s,"request_id":"%({x-request-id}o)s"}',
+        APP,
+    ]  # fmt: skip
+
+
+def relay_argv(python: str = sys.executable) -> list[str]:
+    return [python, "-m", "runtime.relay"]
+
+
+def migrate_argv(python: str = sys.executable) -> list[str]:
+    return [python, "-m", "runtime.db", "migrate"]
+
+
+def function_argv(target: str, port: int, python: str = sys.executable) -> list[str]:
+    """functions-framework serving one of the two functions, as Cloud Functions does."""
+    from runtime.packaging import RUNTIME_DIR
+
+    signature = "cloudevent" if target == "store" else "http"
+    return [
+        python, "-m", "functions_framework",
+        "--target", target,
+        "--source", str(RUNTIME_DIR / "functions" / f"{target}.py"),
+        "--signature-type", signature,
+        "--host", "127.0.0.1",
+        "--port", str(port),
+    ]  # fmt: skip

@@ -1,0 +1,193 @@
+"""Post varied submissions, wait until each is an object in storage, compare what came out."""
+
+from __future__ import annotations
+
+import json
+import random
+import statistics
+import string
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import requests
+
+from runtime.envelope import SubmissionIn, sha256_hex
+
+Progress = Callable[[int], None]
+
+
+def varied_submissions(count: int, seed: int = 7) -> list[dict[str, Any]]:
+    """Submissions of several shapes and sizes: unicode, nesting, numbers, nulls, big text."""
+    rng = random.Random(seed)  # noqa: S311 — test data, not secrets
+    words = ["skybridge", "Zürich", "東京", "naïve", "emoji 🚀", "a\nb", 'q"uote', ""]
+    shapes: list[Callable[[int], dict[str, Any]]] = [
+        lambda i: {"caption": rng.choice(words), "n": i},
+        lambda i: {"nested": {"list": [1, 2.5, None, True, {"k": rng.choice(words)}]}, "i": i},
+        lambda i: {"blob": "".join(rng.choices(string.ascii_letters, k=rng.randint(1, 20_000)))},
+        lambda i: {"big_int": 2**53 - i, "neg": -i, "float": i / 7},
+        lambda i: {},
+        lambda i: {"tags": [rng.choice(words) for _ in range(rng.randint(0, 30))], "i": i},
+    ]
+    types = ["photo.uploaded", "form.submitted", "order/created", "sensor:reading", "note"]
+    return [
+        {"type": rng.choice(types), "data": rng.choice(shapes)(index)} for index in range(count)
+    ]
+
+
+@dataclass
+class Sent:
+    body: dict[str, Any]
+    key: str
+    status: int = 0
+    id: str = ""
+    object_name: str = ""
+    sha256: str = ""
+    received_at: datetime | None = None
+    error: str = ""
+
+
+@dataclass
+class Report:
+    sent: list[Sent]
+    stored: dict[str, dict[str, Any]] = field(default_factory=dict)  # object name → asset
+    statuses: dict[str, str] = field(default_factory=dict)  # submission id → API status
+    dead_lettered: int = 0
+    mismatches: list[str] = field(default_factory=list)
+
+    @property
+    def accepted(self) -> list[Sent]:
+        return [s for s in self.sent if s.status == 202]
+
+    @property
+    def forwarded(self) -> int:
+        return sum(1 for status in self.statuses.values() if status == "forwarded")
+
+    def latencies_ms(self) -> list[float]:
+        values = []
+        for sent in self.accepted:
+            asset = self.stored.get(sent.object_name)
+            if asset and sent.received_at:
+                stored_at = datetime.fromisoformat(asset["provenance"]["stored_at"])
+                values.append((stored_at - sent.received_at).total_seconds() * 1000)
+        return sorted(values)
+
+    def percentiles(self) -> dict[str, float]:
+        values = self.latencies_ms()
+        if not values:
+            return {}
+        quantiles = statistics.quantiles(values, n=100, method="inclusive")
+        return {"p50": quantiles[49], "p95": quantiles[94], "max": values[-1]}
+
+    @property
+    def ok(self) -> bool:
+        return (
+            bool(self.sent)
+            and len(self.accepted) == len(self.sent)
+            and not self.mismatches
+            and len(self.stored) == len(self.accepted)
+        )
+
+
+def _session() -> requests.Session:
+    session = requests.Session()
+    session.trust_env = False
+    adapter = requests.adapters.HTTPAdapter(pool_connections=32, pool_maxsize=32)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
+
+
+def post_all(
+    api_url: str, bodies: list[dict[str, Any]], concurrency: int = 16, progress: Progress = print
+) -> list[Sent]:
+    """POST every body with its own Idempotency-Key; retries (same key) on 503 and errors."""
+    session = _session()
+    sent = [Sent(body=body, key=str(uuid.uuid4())) for body in bodies]
+    lock = threading.Lock()
+
+    def post(item: Sent) -> None:
+        for attempt in range(6):
+            try:
+                response = session.post(
+                    f"{api_url}/v1/submissions",
+                    json=item.body,
+                    headers={"Idempotency-Key": item.key},
+                    timeout=30,
+                )
+            except requests.RequestException as error:
+                item.error = str(error)
+                time.sleep(0.2 * 2**attempt)
+                continue
+            item.status = response.status_code
+            if response.status_code == 202:
+                body = response.json()
+                item.id, item.object_name = body["id"], body["object_name"]
+                item.sha256 = body["sha256"]
+                item.received_at = datetime.fromisoformat(body["received_at"])
+                break
+            item.error = response.text[:300]
+            if response.status_code != 503:
+                break
+            time.sleep(float(response.headers.get("Retry-After", "1")))
+        with lock:
+            progress(1)
+
+    with ThreadPoolExecutor(concurrency) as pool:
+        list(pool.map(post, sent))
+    return sent
+
+
+def wait_for_objects(
+    list_objects: Callable[[], Iterator[tuple[str, Callable[[], bytes]]]],
+    report: Report,
+    timeout: float,
+    progress: Progress = print,
+    healthy: Callable[[], bool] = lambda: True,
+) -> None:
+    """Poll the bucket until every accepted submission is an object, the timeout, or until
+    `healthy` says waiting is pointless."""
+    wanted = {sent.object_name for sent in report.accepted}
+    deadline = time.monotonic() + timeout
+    while wanted - report.stored.keys() and time.monotonic() < deadline and healthy():
+        for name, download in list_objects():
+            if name in wanted and name not in report.stored:
+                report.stored[name] = json.loads(download())
+                progress(1)
+        time.sleep(0.2)
+
+
+def follow_statuses(api_url: str, report: Report) -> None:
+    session = _session()
+    for sent in report.accepted:
+        response = session.get(f"{api_url}/v1/submissions/{sent.id}", timeout=10)
+        report.statuses[sent.id] = response.json().get("status", f"HTTP {response.status_code}")
+
+
+def compare(report: Report) -> None:
+    """Each stored object must hold exactly what was sent, with its checksum verified."""
+    for sent in report.sent:
+        if sent.status != 202:
+            report.mismatches.append(f"not accepted: HTTP {sent.status} {sent.error}")
+            continue
+        asset = report.stored.get(sent.object_name)
+        if asset is None:
+            report.mismatches.append(f"{sent.id}: no object {sent.object_name}")
+            continue
+        expected = SubmissionIn.model_validate(sent.body)
+        problems = []
+        if asset["submission_id"] != sent.id:
+            problems.append("submission id differs")
+        if asset["type"] != expected.type or asset["data"] != expected.data:
+            problems.append("content differs from what was sent")
+        if asset["sha256"] != sha256_hex(expected.canonical_json()) or not asset[
+            "checksum_verified"
+        ]:
+            problems.append("checksum differs or was not verified")
+        if problems:
+            report.mismatches.append(f"{sent.id}: {'; '.join(problems)}")

@@ -1,0 +1,1 @@
+"""Deploying both halves in order: preflight checks, then `make deploy` runs the stacks."""

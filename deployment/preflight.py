@@ -1,0 +1,125 @@
+"""`python -m deployment.preflight --env <name>`: check before touching either cloud.
+
+Both clouds' credentials are present, they point at the account and project named in
+`environments/<name>.toml`, and the AWS account/region is CDK-bootstrapped. Each failure
+says how to fix it; the exit code is the number of failed checks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+
+import environments
+
+BOOTSTRAP_PARAMETER = "/cdk-bootstrap/hnb659fds/version"
+
+
+@dataclass(frozen=True)
+class Finding:
+    check: str
+    ok: bool
+    detail: str
+
+
+def check_aws(env: environments.Environment) -> list[Finding]:
+    import boto3
+    from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+
+    try:
+        identity = boto3.client("sts", region_name=env.aws.region).get_caller_identity()
+    except NoCredentialsError:
+        return [
+            Finding(
+                "aws credentials",
+                False,
+                "no AWS credentials: run `aws configure sso` or set AWS_PROFILE",
+            )
+        ]
+    except (BotoCoreError, ClientError) as error:
+        return [Finding("aws credentials", False, f"AWS rejected the credentials: {error}")]
+    findings = [Finding("aws credentials", True, identity["Arn"])]
+    if identity["Account"] != env.aws.account:
+        findings.append(
+            Finding(
+                "aws account",
+                False,
+                f"credentials are for account {identity['Account']}, but "
+                f"environments/{env.name}.toml has aws.account = {env.aws.account}: "
+                "switch AWS_PROFILE or fix the file",
+            )
+        )
+        return findings
+    findings.append(Finding("aws account", True, env.aws.account))
+    try:
+        version = boto3.client("ssm", region_name=env.aws.region).get_parameter(
+            Name=BOOTSTRAP_PARAMETER
+        )["Parameter"]["Value"]
+        findings.append(Finding("cdk bootstrap", True, f"version {version}"))
+    except ClientError:
+        findings.append(
+            Finding(
+                "cdk bootstrap",
+                False,
+                f"aws://{env.aws.account}/{env.aws.region} is not bootstrapped: run "
+                f"`npx cdk bootstrap aws://{env.aws.account}/{env.aws.region}`",
+            )
+        )
+    return findings
+
+
+def check_gcp(env: environments.Environment) -> list[Finding]:
+    import google.auth
+    from google.auth.exceptions import DefaultCredentialsError
+
+    try:
+        _, project = google.auth.default()
+    except DefaultCredentialsError:
+        return [
+            Finding(
+                "gcp credentials",
+                False,
+                "no Application Default Credentials: run "
+                "`gcloud auth application-default login`",
+            )
+        ]
+    findings = [Finding("gcp credentials", True, "application default credentials found")]
+    if project and project != env.gcp.project:
+        findings.append(
+            Finding(
+                "gcp project",
+                False,
+                f"default credentials are for project {project}, but environments/{env.name}.toml "
+                f"has gcp.project = {env.gcp.project}: run "
+                f"`gcloud auth application-default set-quota-project {env.gcp.project}`",
+            )
+        )
+    else:
+        findings.append(Finding("gcp project", True, env.gcp.project))
+    return findings
+
+
+def run(env_name: str) -> list[Finding]:
+    env = environments.load(env_name)
+    return check_aws(env) + check_gcp(env)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m deployment.preflight", description=__doc__)
+    parser.add_argument("--env", required=True, help="environment name (environments/<env>.toml)")
+    args = parser.parse_args(argv)
+    try:
+        findings = run(args.env)
+    except environments.EnvironmentFileError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    for finding in findings:
+        print(f"{'✓' if finding.ok else '✗'} {finding.check}: {finding.detail}")
+    failed = sum(1 for finding in findings if not finding.ok)
+    print("preflight: OK" if not failed else f"preflight: {failed} check(s) failed")
+    return min(failed, 1)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,84 @@
+"""`python -m smoke`: check a running skybridge end to end.
+
+    python -m smoke --env dev                     # the deployed environment (make smoke ENV=dev)
+    python -m smoke --api-url URL --bucket NAME [--storage-endpoint URL]   # any stack
+
+It posts submissions, waits until each is an object in the bucket, follows each one's
+status through the API and compares every object with what was sent; it prints a summary
+and exits non-zero on any mismatch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from smoke import check
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def targets_from_outputs(env: str) -> tuple[str, str]:
+    """(API URL, bucket) from the files `cdk deploy` and `gcp_stack deploy` wrote."""
+    aws_file = ROOT / "cdk-outputs" / f"{env}.json"
+    gcp_file = ROOT / "gcp-outputs" / f"{env}.json"
+    for path, how in ((aws_file, "make deploy ENV=" + env), (gcp_file, "make deploy ENV=" + env)):
+        if not path.is_file():
+            raise SystemExit(f"error: {path} is missing — deploy first ({how})")
+    stacks = json.loads(aws_file.read_text())
+    api_url = next(
+        (outputs["ApiUrl"] for outputs in stacks.values() if "ApiUrl" in outputs), None
+    )
+    if not api_url:
+        raise SystemExit(f"error: no ApiUrl output in {aws_file}; was the AWS stack deployed?")
+    return api_url.rstrip("/"), json.loads(gcp_file.read_text())["bucket"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m smoke", description=__doc__.split("\n")[0])
+    parser.add_argument("--env", help="environment name: read targets from the deploy outputs")
+    parser.add_argument("--api-url", help="base URL of the API")
+    parser.add_argument("--bucket", help="the bucket `store` writes to")
+    parser.add_argument("--storage-endpoint", help="a Cloud Storage emulator (local stacks)")
+    parser.add_argument("--count", type=int, default=20)
+    parser.add_argument("--timeout", type=float, default=300)
+    args = parser.parse_args(argv)
+    if args.env:
+        api_url, bucket_name = targets_from_outputs(args.env)
+    elif args.api_url and args.bucket:
+        api_url, bucket_name = args.api_url.rstrip("/"), args.bucket
+    else:
+        parser.error("give --env, or both --api-url and --bucket")
+
+    from google.cloud import storage
+
+    if args.storage_endpoint:
+        from local_stack.storage import client as emulator_client
+
+        bucket = emulator_client(args.storage_endpoint).bucket(bucket_name)
+    else:
+        bucket = storage.Client().bucket(bucket_name)
+
+    def list_objects():
+        for blob in bucket.list_blobs(prefix="submissions/"):
+            yield blob.name, blob.download_as_bytes
+
+    report = check.Report(sent=check.post_all(api_url, check.varied_submissions(args.count)))
+    check.wait_for_objects(list_objects, report, args.timeout, progress=lambda _: None)
+    check.follow_statuses(api_url, report)
+    check.compare(report)
+    latency = ", ".join(f"{k} {v:.0f} ms" for k, v in report.percentiles().items())
+    print(
+        f"sent {len(report.sent)}, accepted {len(report.accepted)}, forwarded {report.forwarded}, "
+        f"stored {len(report.stored)}, mismatches {len(report.mismatches)}; end-to-end {latency}"
+    )
+    for line in report.mismatches:
+        print(f"  ✗ {line}")
+    print("smoke: OK" if report.ok else "smoke: FAILED")
+    return 0 if report.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

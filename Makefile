@@ -6,6 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 ENV    ?= dev
+CDK    := npx --no-install cdk
 
 # jsii runs on the project-local Node 24 when it is installed (faster, no end-of-life banner).
 export JSII_NODE := $(if $(wildcard node_modules/node/bin/node),$(CURDIR)/node_modules/node/bin/node,)
@@ -34,5 +35,34 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# Both stacks' desired state, offline: CloudFormation templates in cdk.out/, GCP as JSON in build/.
+synth: $(STAMP) $(NODE_STAMP)
+	$(CDK) synth --quiet -c env=$(ENV)
+	mkdir -p build
+	$(BIN)/python -m gcp_stack synth --env $(ENV) > build/gcp-$(ENV).json
+	@echo "templates: cdk.out/  GCP desired state: build/gcp-$(ENV).json"
+
+bench: $(STAMP)
+	$(BIN)/python -m bench
+
+bench-smoke: $(STAMP)
+	$(BIN)/python -m bench --smoke
+
+# GCP first (the AWS stack needs the ingest URL and the Workload Identity configuration),
+# then AWS, then GCP again to point the uptime check at the new API URL.
+deploy: $(STAMP) $(NODE_STAMP)
+	$(BIN)/python -m deployment.preflight --env $(ENV)
+	$(BIN)/python -m gcp_stack deploy --env $(ENV) --auto-approve
+	$(CDK) deploy --all -c env=$(ENV) --require-approval never --outputs-file cdk-outputs/$(ENV).json
+	$(BIN)/python -m gcp_stack deploy --env $(ENV) --auto-approve
+
+smoke: $(STAMP)
+	$(BIN)/python -m smoke --env $(ENV)
+
+# AWS first, so the relay stops calling before its target goes away.
+destroy: $(STAMP) $(NODE_STAMP)
+	$(CDK) destroy --all -c env=$(ENV) --force
+	$(BIN)/python -m gcp_stack destroy --env $(ENV) --auto-approve
+
 clean:
-	rm -rf $(VENV) node_modules cdk.out .pytest_cache .local_stack
+	rm -rf $(VENV) node_modules cdk.out build .pytest_cache .local_stack

@@ -38,6 +38,9 @@ class TcpProxy:
             listener, self._listener = self._listener, None
             connections, self._connections = self._connections, set()
         if listener:
+            # close() alone leaves a thread blocked in accept() still accepting on Linux.
+            with contextlib.suppress(OSError):
+                listener.shutdown(socket.SHUT_RDWR)
             listener.close()
         for connection in connections:
             with contextlib.suppress(OSError):

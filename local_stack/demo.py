@@ -13,9 +13,7 @@ from smoke import check
 
 
 def dead_letter_count(stack: LocalStack) -> int:
-    from google.cloud import pubsub_v1
-
-    subscriber = pubsub_v1.SubscriberClient()
+    subscriber = stack.subscriber()
     response = subscriber.pull(
         subscription=stack.names.dead_letter_subscription, max_messages=1000, timeout=5
     )

@@ -171,16 +171,31 @@ class LocalStack:
 
     def _start_pubsub(self) -> None:
         self.start_component("pubsub")
-        os.environ["PUBSUB_EMULATOR_HOST"] = self.pubsub_host
+
+    def publisher(self):
+        """A real Pub/Sub publisher client on this stack's emulator (no process-wide env)."""
+        import grpc
+        from google.cloud import pubsub_v1
+        from google.pubsub_v1.services.publisher.transports import PublisherGrpcTransport
+
+        channel = grpc.insecure_channel(self.pubsub_host)
+        return pubsub_v1.PublisherClient(transport=PublisherGrpcTransport(channel=channel))
+
+    def subscriber(self):
+        import grpc
+        from google.cloud import pubsub_v1
+        from google.pubsub_v1.services.subscriber.transports import SubscriberGrpcTransport
+
+        channel = grpc.insecure_channel(self.pubsub_host)
+        return pubsub_v1.SubscriberClient(transport=SubscriberGrpcTransport(channel=channel))
 
     def _create_resources(self) -> None:
-        from google.cloud import pubsub_v1
         from google.protobuf import duration_pb2
 
         from local_stack.storage import client as storage_client
 
-        publisher = pubsub_v1.PublisherClient()
-        subscriber = pubsub_v1.SubscriberClient()
+        publisher = self.publisher()
+        subscriber = self.subscriber()
         names, options = self.names, self.options
         publisher.create_topic(name=names.topic)
         publisher.create_topic(name=names.dead_letter_topic)

@@ -6,7 +6,6 @@ output through a pipe nobody drains, which fills and hangs the server.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import time
 import urllib.request
@@ -78,7 +77,6 @@ def client(url: str, project: str = "local"):
     from google.auth.credentials import AnonymousCredentials
     from google.cloud import storage
 
-    os.environ.setdefault("STORAGE_EMULATOR_HOST", url)
     return storage.Client(
         project=project,
         credentials=AnonymousCredentials(),

@@ -111,13 +111,11 @@ def test_relay_killed_mid_batch_loses_nothing_and_stores_once(stack):
 
 
 def test_message_store_always_fails_on_is_dead_lettered_alone(stack):
-    from google.cloud import pubsub_v1
-
     (poison,) = post(stack, 1, type_=POISON_TYPE)
     healthy = post(stack, 10)
     assert_stored_exactly_once(wait_stored(stack, healthy), healthy)
 
-    subscriber = pubsub_v1.SubscriberClient()
+    subscriber = stack.subscriber()
     deadline = time.monotonic() + 60
     dead = []
     while not dead and time.monotonic() < deadline:

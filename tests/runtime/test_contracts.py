@@ -1,0 +1,113 @@
+"""The contracts between the parts: wire format, artifact, settings, environment files, logs."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import zipfile
+from pathlib import Path
+
+import pytest
+
+import environments
+from runtime import packaging
+from runtime.envelope import SCHEMAS, write_schemas
+from runtime.ids import id_time, new_id
+from runtime.observability import JsonFormatter, Metrics, request_id
+from runtime.settings import Settings, SettingsError
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_published_json_schemas_match_the_models(tmp_path):
+    written = {path.name: path.read_text() for path in write_schemas(tmp_path)}
+    committed = {path.name: path.read_text() for path in (ROOT / "schemas").glob("*.json")}
+    assert written == committed, "run `python -m runtime.envelope schemas` and commit the result"
+    assert len(written) == len(SCHEMAS)
+
+
+def test_artifact_is_deterministic_and_named_by_content(tmp_path):
+    first = packaging.build_artifact(tmp_path / "a")
+    second = packaging.build_artifact(tmp_path / "b")
+    assert first.sha256 == second.sha256
+    assert first.name == f"skybridge-runtime-{first.sha256[:12]}.zip"
+    names = zipfile.ZipFile(io.BytesIO(first.path.read_bytes())).namelist()
+    assert {"main.py", "requirements.txt", "runtime/api/__init__.py", "runtime/relay.py"} <= set(
+        names
+    )
+    assert not [name for name in names if "__pycache__" in name]
+
+
+def test_artifact_requirements_are_the_runtime_dependencies(tmp_path):
+    archive = zipfile.ZipFile(packaging.build_artifact(tmp_path).path)
+    requirements = archive.read("requirements.txt").decode().split()
+    assert requirements == packaging.runtime_requirements()
+    assert any(line.startswith("functions-framework") for line in requirements)
+    assert not any(line.startswith("aws-cdk-lib") for line in requirements)
+
+
+def test_ids_sort_by_time():
+    earlier, later = new_id(), new_id()
+    assert len(earlier) == 26
+    assert id_time(earlier) <= id_time(later)
+
+
+def test_missing_required_setting_names_the_variable():
+    with pytest.raises(SettingsError, match="SKYBRIDGE_INGEST_URL"):
+        Settings().require("ingest_url")
+
+
+def test_invalid_setting_names_the_variable(monkeypatch):
+    from runtime.settings import get_settings
+
+    monkeypatch.setenv("SKYBRIDGE_RELAY_BATCH_SIZE", "lots")
+    get_settings.cache_clear()
+    try:
+        with pytest.raises(SettingsError, match="SKYBRIDGE_RELAY_BATCH_SIZE"):
+            get_settings()
+    finally:
+        get_settings.cache_clear()
+
+
+def test_environment_files_load():
+    for name in environments.available():
+        assert environments.load(name).name == name
+
+
+def test_bad_environment_value_names_the_key(tmp_path):
+    text = (environments.DIRECTORY / "dev.toml").read_text().replace('"111111111111"', '"12"')
+    (tmp_path / "dev.toml").write_text(text)
+    with pytest.raises(environments.EnvironmentFileError, match=r"aws\.account"):
+        environments.load("dev", tmp_path)
+
+
+def test_unknown_environment_lists_the_known_ones():
+    with pytest.raises(environments.EnvironmentFileError, match="dev, prod"):
+        environments.load("nope")
+
+
+def test_log_lines_are_json_with_severity_and_request_id():
+    record = logging.makeLogRecord(
+        {"name": "t", "levelname": "WARNING", "msg": "hello %s", "args": ("x",), "event": "e.v"}
+    )
+    token = request_id.set("req-1")
+    try:
+        line = json.loads(JsonFormatter().format(record))
+    finally:
+        request_id.reset(token)
+    assert line["severity"] == "WARNING"
+    assert line["message"] == "hello x"
+    assert line["request_id"] == "req-1"
+    assert line["event"] == "e.v"
+
+
+def test_emf_line_declares_its_metrics(capsys):
+    Metrics("emf", "Skybridge", "relay").emit({"Forwarded": (3, "Count")})
+    document = json.loads(capsys.readouterr().out)
+    (directive,) = document["_aws"]["CloudWatchMetrics"]
+    assert directive["Namespace"] == "Skybridge"
+    assert directive["Dimensions"] == [["Service"]]
+    assert directive["Metrics"] == [{"Name": "Forwarded", "Unit": "Count"}]
+    assert document["Service"] == "relay"
+    assert document["Forwarded"] == 3

@@ -1,0 +1,1 @@
+"""The AWS half as a CDK app: network, database, API service and monitoring constructs."""

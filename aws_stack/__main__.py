@@ -1,0 +1,5 @@
+import sys
+
+from aws_stack.app import main
+
+sys.exit(main())

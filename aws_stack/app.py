@@ -1,0 +1,90 @@
+"""Building the CDK app: the one place that reads configuration.
+
+`-c env=<name>` picks `environments/<name>.toml`; `-c gcp_outputs=<path>` the file
+`python -m gcp_stack deploy` wrote (default `gcp-outputs/<env>.json`). Without that file
+the app still synthesizes, with clearly marked placeholders, and says so in one line.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import aws_cdk as cdk
+from cdk_nag import AwsSolutionsChecks
+
+import environments
+from aws_stack.acknowledgements import acknowledge
+from aws_stack.api_service import GcpTarget
+from aws_stack.stack import SkybridgeStack
+from runtime.packaging import ROOT, build_artifact
+
+PLACEHOLDER = "PLACEHOLDER-run-gcp_stack-deploy-first"
+
+
+def gcp_target(path: Path) -> tuple[GcpTarget, bool]:
+    """(the GCP half's outputs, whether they are real) from gcp_stack's outputs file."""
+    if not path.is_file():
+        placeholder = GcpTarget(
+            ingest_url=f"https://{PLACEHOLDER}.invalid/",
+            credential_config={"placeholder": PLACEHOLDER},
+            service_account=f"{PLACEHOLDER}@invalid",
+        )
+        return placeholder, False
+    outputs = json.loads(path.read_text())
+    missing = [
+        k for k in ("ingest_url", "credential_config", "service_account") if k not in outputs
+    ]
+    if missing:
+        raise environments.EnvironmentFileError(
+            f"{path} lacks {', '.join(missing)}: re-run `python -m gcp_stack deploy`"
+        )
+    return (
+        GcpTarget(
+            ingest_url=outputs["ingest_url"],
+            credential_config=outputs["credential_config"],
+            service_account=outputs["service_account"],
+        ),
+        True,
+    )
+
+
+def build(app: cdk.App, *, quiet: bool = False) -> SkybridgeStack:
+    env_name = app.node.try_get_context("env") or "dev"
+    environment = environments.load(env_name)
+    outputs_path = ROOT / (
+        app.node.try_get_context("gcp_outputs") or f"gcp-outputs/{env_name}.json"
+    )
+    gcp, real = gcp_target(outputs_path)
+    if not real and not quiet:
+        print(
+            f"note: {outputs_path.relative_to(ROOT)} not found — GCP values are placeholders "
+            "(run `python -m gcp_stack deploy` first to deploy for real)",
+            file=sys.stderr,
+        )
+    artifact = build_artifact(ROOT / "build" / "artifacts")
+    stack = SkybridgeStack(
+        app,
+        environment.prefix,
+        environment=environment,
+        gcp=gcp,
+        artifact=artifact.path,
+        env=cdk.Environment(account=environment.aws.account, region=environment.aws.region),
+        description=f"skybridge {environment.name}: API, outbox relay and database on AWS",
+        tags={"project": "skybridge", "environment": environment.name},
+    )
+    acknowledge(stack, environment)
+    cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
+    return stack
+
+
+def main() -> int:
+    app = cdk.App()
+    try:
+        build(app)
+    except environments.EnvironmentFileError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    app.synth()
+    return 0

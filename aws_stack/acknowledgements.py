@@ -56,7 +56,7 @@ def acknowledge(stack: Stack, environment: Environment) -> None:
         "Action::s3:GetObject*",
         "Action::s3:GetBucket*",
         "Action::s3:List*",
-        f"Resource::arn:<AWS::Partition>:s3:::{bucket}/*",
+        f"Resource::arn:aws:s3:::{bucket}/*",
     ):
         _ack(
             role,

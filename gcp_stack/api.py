@@ -1,0 +1,145 @@
+"""Calling Google's APIs: discovery clients built offline, retries, long-running operations.
+
+Every call retries only 429, 5xx and transport errors, with exponential backoff under a
+deadline; anything else raises ApiCallFailed naming the resource and the operation.
+`GCP_STACK_API_ENDPOINT` (or `--api-endpoint`) points every client at one server, such as
+the fake control plane in local_stack/control_plane.py.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httplib2
+from googleapiclient import discovery
+from googleapiclient.errors import HttpError
+from tenacity import (
+    RetryError,
+    Retrying,
+    retry_if_exception,
+    stop_after_delay,
+    wait_exponential_jitter,
+)
+
+from gcp_stack.errors import ApiCallFailed, NoCredentials, OperationFailed, OperationTimedOut
+
+RETRYABLE_STATUS = {429, 500, 502, 503, 504}
+
+
+def _retryable(error: BaseException) -> bool:
+    if isinstance(error, HttpError):
+        return error.status_code in RETRYABLE_STATUS
+    return isinstance(error, OSError | httplib2.HttpLib2Error)
+
+
+def _message(error: HttpError) -> str:
+    try:
+        return json.loads(error.content)["error"]["message"]
+    except (ValueError, KeyError, TypeError):
+        return error.reason or str(error)
+
+
+class Api:
+    """Discovery clients (one set per thread: httplib2 is not thread-safe) plus call helpers."""
+
+    def __init__(
+        self,
+        credentials: Any = None,
+        endpoint: str | None = None,
+        deadline: float = 120.0,
+        operation_deadline: float = 900.0,
+        poll_initial: float = 1.0,
+    ) -> None:
+        self.endpoint = endpoint
+        self.deadline = deadline
+        self.operation_deadline = operation_deadline
+        self.poll_initial = poll_initial
+        if credentials is None:
+            credentials = self._default_credentials() if endpoint is None else None
+        if credentials is None:
+            from google.auth.credentials import AnonymousCredentials
+
+            credentials = AnonymousCredentials()
+        self.credentials = credentials
+        self._local = threading.local()
+
+    @staticmethod
+    def _default_credentials() -> Any:
+        import google.auth
+        from google.auth.exceptions import DefaultCredentialsError
+
+        try:
+            credentials, _ = google.auth.default(
+                scopes=["https://www.googleapis.com/auth/cloud-platform"]
+            )
+        except DefaultCredentialsError:
+            raise NoCredentials(
+                "no Google credentials: run `gcloud auth application-default login` "
+                "(or set GOOGLE_APPLICATION_CREDENTIALS)"
+            ) from None
+        return credentials
+
+    def client(self, api: str, version: str) -> Any:
+        cache = self._local.__dict__.setdefault("clients", {})
+        if (api, version) not in cache:
+            options = None
+            if self.endpoint:
+                from local_stack.control_plane import endpoint
+
+                options = {"api_endpoint": endpoint(self.endpoint, api, version)}
+            cache[api, version] = discovery.build(
+                api,
+                version,
+                credentials=self.credentials,
+                static_discovery=True,
+                cache_discovery=False,
+                client_options=options,
+            )
+        return cache[api, version]
+
+    def call(self, resource: str, operation: str, request: Callable[[], Any]) -> Any:
+        """Execute `request()` (a googleapiclient request factory), retrying what is transient."""
+        try:
+            for attempt in Retrying(
+                retry=retry_if_exception(_retryable),
+                wait=wait_exponential_jitter(initial=0.2, max=10),
+                stop=stop_after_delay(self.deadline),
+                reraise=True,
+            ):
+                with attempt:
+                    return request().execute(num_retries=0)
+        except HttpError as error:
+            raise ApiCallFailed(resource, operation, error.status_code, _message(error)) from None
+        except (OSError, httplib2.HttpLib2Error) as error:
+            raise ApiCallFailed(resource, operation, 0, f"transport error: {error}") from None
+        except RetryError as error:  # pragma: no cover — reraise=True re-raises the cause
+            raise ApiCallFailed(resource, operation, 0, str(error)) from None
+        return None
+
+    def get_or_none(self, resource: str, request: Callable[[], Any]) -> dict | None:
+        """A read: 404 means absent."""
+        try:
+            return self.call(resource, "read", request)
+        except ApiCallFailed as error:
+            if error.status in (404,):
+                return None
+            raise
+
+    def wait(
+        self, resource: str, operation: str, op: dict, get: Callable[[str], Any]
+    ) -> dict | None:
+        """Poll a long-running operation until done, with backoff, under a deadline."""
+        started, delay = time.monotonic(), self.poll_initial
+        while not op.get("done"):
+            if time.monotonic() - started > self.operation_deadline:
+                raise OperationTimedOut(resource, operation, self.operation_deadline)
+            time.sleep(delay)
+            delay = min(delay * 2, 15.0)
+            op = self.call(resource, operation, lambda name=op["name"]: get(name))
+        if "error" in op:
+            raise OperationFailed(resource, operation, op["error"].get("message", str(op["error"])))
+        return op.get("response")

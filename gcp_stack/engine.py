@@ -1,0 +1,230 @@
+"""Plan and apply: read live state, diff declared fields, change what differs, in order.
+
+The plan is data — a list of Change records with before/after values — that prints as
+text or JSON; apply takes a plan. Reads run in parallel; changes run in parallel wherever
+the dependency graph allows; a failed change stops its dependents, never the others, and
+running deploy again finishes the job.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from gcp_stack.errors import ApplyFailed, GcpStackError
+from gcp_stack.resources import Context, Resource
+
+Action = Literal["create", "update", "replace", "delete", "no-op"]
+
+
+@dataclass
+class FieldChange:
+    path: str
+    before: Any
+    after: Any
+
+
+@dataclass
+class Change:
+    key: str
+    kind: str
+    action: Action
+    fields: list[FieldChange] = field(default_factory=list)
+    depends_on: list[str] = field(default_factory=list)
+
+    @property
+    def mask(self) -> list[str]:
+        return sorted({change.path.split(".")[0] for change in self.fields})
+
+
+@dataclass
+class Plan:
+    changes: list[Change]
+
+    @property
+    def pending(self) -> list[Change]:
+        return [change for change in self.changes if change.action != "no-op"]
+
+    def to_json(self) -> str:
+        return json.dumps({"changes": [asdict(change) for change in self.changes]}, indent=2)
+
+    def summary(self) -> str:
+        counts = {action: 0 for action in ("create", "update", "replace", "delete")}
+        for change in self.pending:
+            counts[change.action] += 1
+        return ", ".join(f"{n} to {action}" for action, n in counts.items()) or "no changes"
+
+
+def diff(desired: Any, live: Any, path: str = "") -> list[FieldChange]:
+    """Field-level differences of what we declared; fields we did not declare are ignored."""
+    if isinstance(desired, dict):
+        if not isinstance(live, dict):
+            return [FieldChange(path, live, desired)]
+        changes: list[FieldChange] = []
+        for key, value in desired.items():
+            changes += diff(value, live.get(key), f"{path}.{key}" if path else key)
+        return changes
+    if isinstance(desired, list):
+        if not isinstance(live, list) or len(live) != len(desired):
+            return [FieldChange(path, live, desired)]
+        if any(diff(d, v) for d, v in zip(desired, live, strict=True)):
+            return [FieldChange(path, live, desired)]
+        return []
+    if desired in ("", {}, []) and live in (None, "", {}, []):
+        return []  # an empty declared value and an absent live one mean the same
+    if isinstance(desired, int | float) and isinstance(live, str):
+        live = _number(live)  # int64 fields come back as strings
+    return [] if desired == live else [FieldChange(path, live, desired)]
+
+
+def _number(value: str) -> Any:
+    try:
+        return int(value)
+    except ValueError:
+        return value
+
+
+class Engine:
+    def __init__(self, resources: list[Resource], ctx: Context, parallelism: int = 8) -> None:
+        self.resources = {resource.key: resource for resource in resources}
+        self.ctx = ctx
+        self.parallelism = max(1, parallelism)
+        self.outputs = ctx.outputs
+        self._check_graph()
+
+    def _check_graph(self) -> None:
+        for resource in self.resources.values():
+            for dependency in resource.depends_on:
+                if dependency not in self.resources:
+                    raise GcpStackError(f"{resource.key} depends on unknown {dependency}")
+        self.order()  # raises on a cycle
+
+    def order(self) -> list[str]:
+        done: list[str] = []
+        visiting: set[str] = set()
+
+        def visit(key: str) -> None:
+            if key in done:
+                return
+            if key in visiting:
+                raise GcpStackError(f"dependency cycle through {key}")
+            visiting.add(key)
+            for dependency in self.resources[key].depends_on:
+                visit(dependency)
+            visiting.discard(key)
+            done.append(key)
+
+        for key in self.resources:
+            visit(key)
+        return done
+
+    def desired(self, resource: Resource) -> dict[str, Any]:
+        return resource.body(self.ctx)
+
+    # -- plan -----------------------------------------------------------------------------
+
+    def read_all(self) -> dict[str, dict | None]:
+        with ThreadPoolExecutor(self.parallelism) as pool:
+            futures = {key: pool.submit(r.read, self.ctx) for key, r in self.resources.items()}
+            live = {key: future.result() for key, future in futures.items()}
+        for key, state in live.items():
+            if state:
+                self.outputs[key] = self.resources[key].outputs(state)
+        return live
+
+    def plan(self, destroy: bool = False) -> Plan:
+        live = self.read_all()
+        changes = []
+        for key in self.order():
+            resource = self.resources[key]
+            deps = list(resource.depends_on)
+            if destroy:
+                action: Action = "delete" if live[key] and resource.deletable else "no-op"
+                changes.append(Change(key, resource.kind, action, depends_on=deps))
+                continue
+            if live[key] is None:
+                after = self.desired(resource)
+                fields = [FieldChange(path, None, value) for path, value in after.items()]
+                changes.append(Change(key, resource.kind, "create", fields, deps))
+                continue
+            fields = diff(self.desired(resource), live[key])
+            if not fields:
+                changes.append(Change(key, resource.kind, "no-op", depends_on=deps))
+            elif {f.path.split(".")[0] for f in fields} & resource.immutable:
+                changes.append(Change(key, resource.kind, "replace", fields, deps))
+            else:
+                changes.append(Change(key, resource.kind, "update", fields, deps))
+        return Plan(changes)
+
+    # -- apply ----------------------------------------------------------------------------
+
+    def apply(self, plan: Plan, progress: Callable[[str, str], None] = lambda *_: None) -> None:
+        """Carry out a plan; creates/updates after their dependencies, deletes before them."""
+        pending = {change.key: change for change in plan.pending}
+        reverse = any(change.action == "delete" for change in pending.values())
+        if reverse:  # a resource goes only after everything that depends on it
+            waits_for = {
+                key: {o for o in pending if key in self.resources[o].depends_on} for key in pending
+            }
+        else:
+            waits_for = {
+                key: {d for d in self.resources[key].depends_on if d in pending} for key in pending
+            }
+        failures: dict[str, Exception] = {}
+        done: set[str] = set()
+        running: dict[Future, str] = {}
+        with ThreadPoolExecutor(self.parallelism) as pool:
+            while len(done) + len(failures) < len(pending):
+                blocked = {
+                    key
+                    for key in pending
+                    if key not in done and key not in failures and waits_for[key] & failures.keys()
+                }
+                for key in blocked:
+                    failures.setdefault(key, _Skipped())
+                for key, change in pending.items():
+                    if (
+                        key in done
+                        or key in failures
+                        or key in running.values()
+                        or not waits_for[key] <= done
+                    ):
+                        continue
+                    progress(key, change.action)
+                    running[pool.submit(self._carry_out, change)] = key
+                if not running:
+                    break
+                finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
+                for future in finished:
+                    key = running.pop(future)
+                    if future.exception() is not None:
+                        failures[key] = future.exception()
+                        progress(key, "failed")
+                    else:
+                        done.add(key)
+                        progress(key, "done")
+        real = {k: e for k, e in failures.items() if not isinstance(e, _Skipped)}
+        if failures:
+            raise ApplyFailed(
+                real, sorted(k for k, e in failures.items() if isinstance(e, _Skipped))
+            )
+
+    def _carry_out(self, change: Change) -> None:
+        resource = self.resources[change.key]
+        if change.action in ("delete", "replace"):
+            resource.delete(self.ctx)
+        if change.action in ("create", "replace"):
+            resource.create(self.ctx)
+        elif change.action == "update":
+            resource.update(self.ctx, change.mask)
+        if change.action != "delete":
+            live = resource.read(self.ctx)
+            if live:
+                self.outputs[change.key] = resource.outputs(live)
+
+
+class _Skipped(Exception):
+    """A change not attempted because one it depends on failed."""

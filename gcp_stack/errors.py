@@ -1,0 +1,38 @@
+"""A small exception hierarchy: every error names the resource and the operation."""
+
+from __future__ import annotations
+
+
+class GcpStackError(Exception):
+    """Anything gcp_stack reports to its user."""
+
+
+class NoCredentials(GcpStackError):
+    pass
+
+
+class ApiCallFailed(GcpStackError):
+    def __init__(self, resource: str, operation: str, status: int, message: str) -> None:
+        super().__init__(f"{operation} {resource}: HTTP {status}: {message}")
+        self.resource, self.operation, self.status = resource, operation, status
+
+
+class OperationFailed(GcpStackError):
+    def __init__(self, resource: str, operation: str, message: str) -> None:
+        super().__init__(f"{operation} {resource}: the operation failed: {message}")
+        self.resource, self.operation = resource, operation
+
+
+class OperationTimedOut(GcpStackError):
+    def __init__(self, resource: str, operation: str, seconds: float) -> None:
+        super().__init__(f"{operation} {resource}: not done after {seconds:.0f}s")
+        self.resource, self.operation = resource, operation
+
+
+class ApplyFailed(GcpStackError):
+    def __init__(self, failures: dict[str, Exception], skipped: list[str]) -> None:
+        lines = [f"  {key}: {error}" for key, error in failures.items()]
+        if skipped:
+            lines.append(f"  not attempted (their dependencies failed): {', '.join(skipped)}")
+        super().__init__("apply stopped part-way; run deploy again to finish:\n" + "\n".join(lines))
+        self.failures, self.skipped = failures, skipped

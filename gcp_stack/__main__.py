@@ -46,6 +46,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         help="the AWS API's URL for the uptime check (default: cdk-outputs/<env>.json's ApiUrl)",
     )
     parser.add_argument("--outputs-dir", type=Path, default=ROOT / "gcp-outputs")
+    parser.add_argument(
+        "--poll-interval", type=float, default=1.0, help="first wait between operation polls (s)"
+    )
     return parser.parse_args(argv)
 
 
@@ -147,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
             ]
             print(json.dumps({"environment": environment.name, "resources": desired}, indent=2))
             return 0
-        api = Api(endpoint=args.api_endpoint)
+        api = Api(endpoint=args.api_endpoint, poll_initial=args.poll_interval)
         ctx = Context(
             api=api,
             project=environment.gcp.project,

@@ -106,7 +106,7 @@ class Api:
         try:
             for attempt in Retrying(
                 retry=retry_if_exception(_retryable),
-                wait=wait_exponential_jitter(initial=0.2, max=10),
+                wait=wait_exponential_jitter(multiplier=0.2, max=10, jitter=0.2),
                 stop=stop_after_delay(self.deadline),
                 reraise=True,
             ):

@@ -55,7 +55,7 @@ class Plan:
         counts = {action: 0 for action in ("create", "update", "replace", "delete")}
         for change in self.pending:
             counts[change.action] += 1
-        return ", ".join(f"{n} to {action}" for action, n in counts.items()) or "no changes"
+        return ", ".join(f"{n} to {a}" for a, n in counts.items() if n) or "no changes"
 
 
 def diff(desired: Any, live: Any, path: str = "") -> list[FieldChange]:

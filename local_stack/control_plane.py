@@ -249,12 +249,12 @@ class ControlPlane:
                     "state": "ENABLED",
                     "config": {"name": name.rsplit("/", 1)[-1]},
                 }
-                self.store[name] = resource
+                self.store[self._key(api, name)] = resource
                 return 200, self._operation(method, resource)
             if api == "cloudresourcemanager" and action == "get":
                 return 200, {"projectId": name.split("/")[-1], "projectNumber": "424242424242"}
             if api == "serviceusage" and action == "get":
-                return 200, self.store.get(name, {"name": name, "state": "DISABLED"})
+                return 200, self.store.get(self._key(api, name), {"name": name, "state": "DISABLED"})
             if action == "get":
                 return 200, self.store[self._key(api, name)]
             if action == "list":
@@ -310,8 +310,9 @@ class ControlPlane:
         api = method.api
         resource = dict(body)
         id_param = next((p for p in method.spec.get("parameters", {}) if p.endswith("Id")), None)
+        public = ""  # the name the API reports, where it differs from the path
         if api == "storage":
-            name = f"b/{body['name']}"
+            name, public = f"b/{body['name']}", body["name"]
         elif api == "iam" and name.endswith("/serviceAccounts"):
             project = name.split("/")[1]
             email = f"{body['accountId']}@{project}.iam.gserviceaccount.com"
@@ -325,13 +326,14 @@ class ControlPlane:
         elif method.verb == "POST" and "name" in body and body["name"].startswith(name):
             name = body["name"]
         elif method.verb == "POST" and "/" not in body.get("name", "/"):
-            name = f"{name}/{body['name']}"  # e.g. a log metric: its name is its id
+            name = f"{name}/{body['name']}"  # a log metric: its short name is its id
+            public = body["name"]
         elif method.verb == "POST":
             name = f"{name}/{next(self._ids)}"
         key = self._key(api, name)
         if key in self.store:
             return _error(409, f"Resource '{name}' already exists", "ALREADY_EXISTS")
-        resource = resource | {"name": name if api != "storage" else body["name"]}
+        resource = resource | {"name": public or name}
         if api == "cloudfunctions":
             resource |= {
                 "state": "ACTIVE",

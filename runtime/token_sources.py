@@ -222,7 +222,9 @@ class AwsWorkloadIdentityTokenSource(CachedIdTokenSource):
         ).startswith("aws"):
             raise ValueError("not an AWS external_account credential configuration")
         # google-auth raises ValueError subclasses for configurations it cannot use.
-        self.credentials = aws.Credentials.from_info(dict(credential_config), scopes=[CLOUD_PLATFORM])
+        self.credentials = aws.Credentials.from_info(
+            dict(credential_config), scopes=[CLOUD_PLATFORM]
+        )
         self.service_account = service_account
         self.audience = audience
         self.iam_endpoint = (iam_endpoint or _iam_endpoint(credential_config)).rstrip("/")
@@ -331,7 +333,9 @@ def token_source_from_settings(settings: Settings, audience: str) -> TokenSource
     try:
         config = json.loads(path.read_text())
     except (OSError, ValueError) as error:
-        raise SettingsError(f"SKYBRIDGE_GCP_CREDENTIAL_CONFIG: cannot read {path}: {error}") from None
+        raise SettingsError(
+            f"SKYBRIDGE_GCP_CREDENTIAL_CONFIG: cannot read {path}: {error}"
+        ) from None
     try:
         return AwsWorkloadIdentityTokenSource(config, settings.gcp_service_account, audience)
     except (ValueError, TypeError, AttributeError) as error:

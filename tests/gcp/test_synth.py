@@ -1,0 +1,19 @@
+"""A snapshot of the desired state per environment (the artifact's hash masked)."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from gcp_stack.__main__ import main
+
+
+@pytest.mark.parametrize("env", ["dev", "prod"])
+def test_synth_snapshot(env, capsys, snapshot):
+    assert main(["synth", "--env", env]) == 0
+    text = re.sub(
+        r'"source-sha": "[0-9a-f]{12}"', '"source-sha": "<hash>"', capsys.readouterr().out
+    )
+    assert json.loads(text) == snapshot

@@ -441,3 +441,24 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _serve
+
+
+def main() -> None:
+    """`python -m local_stack.control_plane [--port N]`: serve until Ctrl-C."""
+    import argparse
+    import signal
+
+    parser = argparse.ArgumentParser(prog="python -m local_stack.control_plane")
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds added per request")
+    args = parser.parse_args()
+    with ControlPlane(latency_seconds=args.latency) as plane:
+        print(f"fake Google control plane at {plane.url}", flush=True)
+        print(f"  GCP_STACK_API_ENDPOINT={plane.url} python -m gcp_stack plan --env dev", flush=True)
+        stopped = threading.Event()
+        signal.signal(signal.SIGINT, lambda *_: stopped.set())
+        signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+        stopped.wait()
+
+
+if __name__ == "__main__":
+    main()

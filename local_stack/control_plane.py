@@ -254,7 +254,8 @@ class ControlPlane:
             if api == "cloudresourcemanager" and action == "get":
                 return 200, {"projectId": name.split("/")[-1], "projectNumber": "424242424242"}
             if api == "serviceusage" and action == "get":
-                return 200, self.store.get(self._key(api, name), {"name": name, "state": "DISABLED"})
+                disabled = {"name": name, "state": "DISABLED"}
+                return 200, self.store.get(self._key(api, name), disabled)
             if action == "get":
                 return 200, self.store[self._key(api, name)]
             if action == "list":
@@ -453,7 +454,7 @@ def main() -> None:
     args = parser.parse_args()
     with ControlPlane(latency_seconds=args.latency) as plane:
         print(f"fake Google control plane at {plane.url}", flush=True)
-        print(f"  GCP_STACK_API_ENDPOINT={plane.url} python -m gcp_stack plan --env dev", flush=True)
+        print(f"  GCP_STACK_API_ENDPOINT={plane.url} python -m gcp_stack plan", flush=True)
         stopped = threading.Event()
         signal.signal(signal.SIGINT, lambda *_: stopped.set())
         signal.signal(signal.SIGTERM, lambda *_: stopped.set())

@@ -8,9 +8,9 @@ twice is harmless: downstream, the object name is the id and a second write is a
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
-import threading
 from concurrent import futures
 from typing import Any
 
@@ -25,21 +25,14 @@ from runtime.settings import get_settings
 log = logging.getLogger("skybridge.ingest")
 PUBLISH_TIMEOUT = 30.0
 
-_publisher: Any = None
-_lock = threading.Lock()
-
-
+@functools.cache
 def publisher() -> Any:
     """The Pub/Sub publisher, created on first use (importing it costs ~300 ms)."""
-    global _publisher
-    with _lock:
-        if _publisher is None:
-            from google.cloud import pubsub_v1
+    from google.cloud import pubsub_v1
 
-            _publisher = pubsub_v1.PublisherClient(
-                batch_settings=pubsub_v1.types.BatchSettings(max_messages=500, max_latency=0.005)
-            )
-        return _publisher
+    return pubsub_v1.PublisherClient(
+        batch_settings=pubsub_v1.types.BatchSettings(max_messages=500, max_latency=0.005)
+    )
 
 
 def _problem(status: int, title: str, detail: str) -> Response:

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import logging
-import threading
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,21 +25,14 @@ from runtime.settings import get_settings
 
 log = logging.getLogger("skybridge.store")
 
-_bucket: Any = None
-_lock = threading.Lock()
-
-
+@functools.cache
 def bucket() -> Any:
     """The Cloud Storage bucket handle, created on first use."""
-    global _bucket
-    with _lock:
-        if _bucket is None:
-            from google.cloud import storage
+    from google.cloud import storage
 
-            settings = get_settings()
-            settings.require("bucket")
-            _bucket = storage.Client().bucket(settings.bucket)
-        return _bucket
+    settings = get_settings()
+    settings.require("bucket")
+    return storage.Client().bucket(settings.bucket)
 
 
 class Undeliverable(ValueError):

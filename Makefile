@@ -8,9 +8,7 @@ NODE_STAMP := node_modules/.installed
 ENV    ?= dev
 CDK    := npx --no-install cdk
 
-# jsii runs on the project-local Node 24 when it is installed (faster, no end-of-life banner).
-export JSII_NODE := $(if $(wildcard node_modules/node/bin/node),$(CURDIR)/node_modules/node/bin/node,)
-export JSII_SILENCE_WARNING_UNTESTED_NODE_VERSION := 1
+# aws_stack picks the project-local Node 24 for jsii itself (see aws_stack/__init__.py).
 
 .PHONY: demo test lint synth bench bench-smoke deploy smoke destroy clean
 

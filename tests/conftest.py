@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+import aws_stack  # noqa: F401 — points jsii at the project's Node before anything loads aws_cdk
 from tests import mysql_server
 
 _mysql_unavailable: list[str] = []

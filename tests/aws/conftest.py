@@ -4,21 +4,15 @@ in-process App ignores cdk.json) and cdk-nag's AwsSolutions checks attached."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
+import aws_cdk as cdk
 import pytest
+from aws_cdk.assertions import Template
+
+from aws_stack.app import build
 
 ROOT = Path(__file__).resolve().parents[2]
-_NODE = ROOT / "node_modules" / "node" / "bin" / "node"
-if _NODE.exists():
-    os.environ.setdefault("JSII_NODE", str(_NODE))  # before jsii starts: faster, no banner
-os.environ.setdefault("JSII_SILENCE_WARNING_UNTESTED_NODE_VERSION", "1")
-
-import aws_cdk as cdk  # noqa: E402
-from aws_cdk.assertions import Template  # noqa: E402
-
-from aws_stack.app import build  # noqa: E402
 
 
 def synth(env: str, tmp_path: Path, gcp_outputs: str | None = None) -> tuple[Template, dict]:

@@ -102,6 +102,20 @@ def http_ready(url: str) -> Callable[[], bool]:
     return check
 
 
+def log_ready(path: Path, marker: str) -> Callable[[], bool]:
+    """Ready once the process writes `marker` to its log from now on (it has no port)."""
+    offset = path.stat().st_size if path.exists() else 0
+
+    def check() -> bool:
+        if not path.exists():
+            return False
+        with path.open("rb") as log:
+            log.seek(offset)
+            return marker.encode() in log.read()
+
+    return check
+
+
 def tcp_ready(port: int) -> Callable[[], bool]:
     import socket
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from local_stack.ports import free_port
-from local_stack.processes import Child, http_ready, tcp_ready
+from local_stack.processes import Child, http_ready, log_ready, tcp_ready
 from local_stack.storage import FakeGcs
 from runtime import commands
 
@@ -142,7 +142,7 @@ class LocalStack:
             "ingest": http_ready(self.url("ingest") + "/"),
             "store": http_ready(self.url("store") + "/"),
             "api": http_ready(self.url("api") + "/healthz"),
-            "relay": None,
+            "relay": log_ready(child.log_path, '"event": "relay.started"'),
         }[name]
         self.children[name] = child.start(ready)
 

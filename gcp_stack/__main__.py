@@ -156,6 +156,7 @@ def main(argv: list[str] | None = None) -> int:
             project=environment.gcp.project,
             region=environment.gcp.region,
             artifact=artifact,
+            stack=environment.prefix,
         )
         ctx.project_number = project_number(api, ctx.project)
         for resource in resources:

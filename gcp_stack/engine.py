@@ -135,10 +135,20 @@ class Engine:
                 self.outputs[key] = self.resources[key].outputs(state)
         return live
 
+    def orphans(self) -> list[Resource]:
+        """Live resources labelled as this stack's that the stack no longer declares."""
+        kinds = {type(resource) for resource in self.resources.values()}
+        with ThreadPoolExecutor(self.parallelism) as pool:
+            found = [r for rs in pool.map(lambda k: k.discover(self.ctx), kinds) for r in rs]
+        return [resource for resource in found if resource.key not in self.resources]
+
     def plan(self, destroy: bool = False) -> Plan:
+        orphans = self.orphans()
         live = self.read_all()
-        changes = []
-        for key in self.order():
+        changes = [Change(o.key, o.kind, "delete") for o in orphans]
+        declared = self.order()
+        self.resources.update({orphan.key: orphan for orphan in orphans})
+        for key in declared:
             resource = self.resources[key]
             deps = list(resource.depends_on)
             if destroy:
@@ -162,17 +172,27 @@ class Engine:
     # -- apply ----------------------------------------------------------------------------
 
     def apply(self, plan: Plan, progress: Callable[[str, str], None] = lambda *_: None) -> None:
-        """Carry out a plan; creates/updates after their dependencies, deletes before them."""
+        """Carry out a plan: in parallel, each change once the changes it waits for are done."""
         pending = {change.key: change for change in plan.pending}
-        reverse = any(change.action == "delete" for change in pending.values())
-        if reverse:  # a resource goes only after everything that depends on it
-            waits_for = {
-                key: {o for o in pending if key in self.resources[o].depends_on} for key in pending
+        if pending.keys() - self.resources.keys():  # a plan made elsewhere: find its orphans
+            self.resources.update({orphan.key: orphan for orphan in self.orphans()})
+
+        def waits_for(key: str) -> set[str]:
+            # Creates and updates follow their dependencies; a delete waits for the deletes
+            # of everything that depends on it.
+            if pending[key].action == "delete":
+                return {
+                    other
+                    for other, change in pending.items()
+                    if change.action == "delete" and key in self.resources[other].depends_on
+                }
+            return {
+                dep
+                for dep in self.resources[key].depends_on
+                if dep in pending and pending[dep].action != "delete"
             }
-        else:
-            waits_for = {
-                key: {d for d in self.resources[key].depends_on if d in pending} for key in pending
-            }
+
+        blockers = {key: waits_for(key) for key in pending}
         failures: dict[str, Exception] = {}
         done: set[str] = set()
         running: dict[Future, str] = {}
@@ -181,7 +201,7 @@ class Engine:
                 blocked = {
                     key
                     for key in pending
-                    if key not in done and key not in failures and waits_for[key] & failures.keys()
+                    if key not in done and key not in failures and blockers[key] & failures.keys()
                 }
                 for key in blocked:
                     failures.setdefault(key, _Skipped())
@@ -190,7 +210,7 @@ class Engine:
                         key in done
                         or key in failures
                         or key in running.values()
-                        or not waits_for[key] <= done
+                        or not blockers[key] <= done
                     ):
                         continue
                     progress(key, change.action)

@@ -30,6 +30,7 @@ class Context:
     artifact: Any = None  # runtime.packaging.Artifact, for function sources
     project_number: str = ""
     outputs: dict[str, dict[str, Any]] = field(default_factory=dict)  # key → live outputs
+    stack: str = ""  # the value of STACK_LABEL on everything this stack owns
 
 
 def resolve(value: Any, outputs: dict[str, dict[str, Any]]) -> Any:
@@ -77,6 +78,20 @@ class Resource:
 
     def outputs(self, live: dict[str, Any]) -> dict[str, Any]:
         return {}
+
+    @classmethod
+    def discover(cls, ctx: Context) -> list[Resource]:
+        """Live resources of this kind labelled as this stack's (for orphan detection)."""
+        return []
+
+
+def _labelled(items: list[dict[str, Any]], ctx: Context) -> list[str]:
+    """Short names of the items whose stack label is this stack's."""
+    return [
+        item["name"].rsplit("/", 1)[-1]
+        for item in items
+        if ctx.stack and (item.get("labels") or {}).get(STACK_LABEL) == ctx.stack
+    ]
 
 
 def _op_getter(ctx: Context, api: str, version: str):
@@ -208,6 +223,14 @@ class Topic(Resource):
     def delete(self, ctx: Context) -> None:
         ctx.api.call(self.key, "delete", lambda: self._topics(ctx).delete(topic=self.path(ctx)))
 
+    @classmethod
+    def discover(cls, ctx: Context) -> list[Resource]:
+        topics = ctx.api.client("pubsub", "v1").projects().topics()
+        found = ctx.api.call(
+            "topics", "list", lambda: topics.list(project=f"projects/{ctx.project}")
+        )
+        return [cls(f"topic/{name}") for name in _labelled((found or {}).get("topics", []), ctx)]
+
 
 @dataclass
 class Subscription(Resource):
@@ -258,6 +281,15 @@ class Subscription(Resource):
             "delete",
             lambda: self._subscriptions(ctx).delete(subscription=self.path(ctx)),
         )
+
+    @classmethod
+    def discover(cls, ctx: Context) -> list[Resource]:
+        subscriptions = ctx.api.client("pubsub", "v1").projects().subscriptions()
+        found = ctx.api.call(
+            "subscriptions", "list", lambda: subscriptions.list(project=f"projects/{ctx.project}")
+        )
+        items = (found or {}).get("subscriptions", [])
+        return [cls(f"subscription/{name}") for name in _labelled(items, ctx)]
 
 
 # -- Cloud Storage ----------------------------------------------------------------------------
@@ -327,6 +359,12 @@ class Bucket(Resource):
                     ),
                 )
         ctx.api.call(self.key, "delete", lambda: self._buckets(ctx).delete(bucket=self.name))
+
+    @classmethod
+    def discover(cls, ctx: Context) -> list[Resource]:
+        buckets = ctx.api.client("storage", "v1").buckets()
+        found = ctx.api.call("buckets", "list", lambda: buckets.list(project=ctx.project))
+        return [cls(f"bucket/{name}") for name in _labelled((found or {}).get("items", []), ctx)]
 
 
 # -- IAM bindings -----------------------------------------------------------------------------
@@ -644,6 +682,14 @@ class Function(Resource):
 
     def outputs(self, live: dict[str, Any]) -> dict[str, Any]:
         return {"url": live.get("url") or live.get("serviceConfig", {}).get("uri")}
+
+    @classmethod
+    def discover(cls, ctx: Context) -> list[Resource]:
+        functions = ctx.api.client("cloudfunctions", "v2").projects().locations().functions()
+        parent = f"projects/{ctx.project}/locations/{ctx.region}"
+        found = ctx.api.call("functions", "list", lambda: functions.list(parent=parent))
+        items = (found or {}).get("functions", [])
+        return [cls(f"function/{name}") for name in _labelled(items, ctx)]
 
 
 @dataclass

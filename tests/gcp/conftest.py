@@ -35,6 +35,7 @@ def make_engine(fake, artifact):
             region=environment.gcp.region,
             artifact=artifact,
             project_number="424242424242",
+            stack=environment.prefix,
         )
         return Engine(stack.build(environment), ctx, parallelism=parallelism)
 

@@ -201,3 +201,23 @@ def test_cli_refuses_to_apply_without_a_terminal(fake, monkeypatch, capsys):
     monkeypatch.setattr("sys.stdin.isatty", lambda: False)
     assert main(["deploy", "--env", "dev", "--api-endpoint", fake.url]) == 1
     assert "--auto-approve" in capsys.readouterr().out
+
+
+def test_labelled_resource_no_longer_declared_is_planned_for_deletion(make_engine, fake):
+    deploy(make_engine())
+    fake.store["pubsub:projects/skybridge-dev-000000/topics/skybridge-dev-retired"] = {
+        "name": "projects/skybridge-dev-000000/topics/skybridge-dev-retired",
+        "labels": {"skybridge-stack": "skybridge-dev"},
+    }
+    fake.store["pubsub:projects/skybridge-dev-000000/topics/someone-elses"] = {
+        "name": "projects/skybridge-dev-000000/topics/someone-elses",
+        "labels": {"team": "other"},
+    }
+    plan = make_engine().plan()
+    assert [(c.action, c.key) for c in plan.pending] == [
+        ("delete", "topic/skybridge-dev-retired")
+    ]
+    make_engine().apply(plan)
+    assert "pubsub:projects/skybridge-dev-000000/topics/skybridge-dev-retired" not in fake.store
+    assert "pubsub:projects/skybridge-dev-000000/topics/someone-elses" in fake.store
+    assert make_engine().plan().pending == []

@@ -8,6 +8,7 @@ the fake control plane in local_stack/control_plane.py.
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 import time
@@ -28,6 +29,14 @@ from tenacity import (
 from gcp_stack.errors import ApiCallFailed, NoCredentials, OperationFailed, OperationTimedOut
 
 RETRYABLE_STATUS = {429, 500, 502, 503, 504}
+
+
+@functools.cache
+def _discovery_document(api: str, version: str) -> dict:
+    """The discovery document shipped inside google-api-python-client (offline)."""
+    from googleapiclient.discovery_cache import get_static_doc
+
+    return json.loads(get_static_doc(api, version))
 
 
 def _retryable(error: BaseException) -> bool:
@@ -91,12 +100,11 @@ class Api:
                 from local_stack.control_plane import endpoint
 
                 options = {"api_endpoint": endpoint(self.endpoint, api, version)}
-            cache[api, version] = discovery.build(
-                api,
-                version,
+            # One parsed discovery document shared by every thread; each thread gets its own
+            # client (httplib2 is not thread-safe) without re-reading and re-parsing it.
+            cache[api, version] = discovery.build_from_document(
+                _discovery_document(api, version),
                 credentials=self.credentials,
-                static_discovery=True,
-                cache_discovery=False,
                 client_options=options,
             )
         return cache[api, version]

@@ -7,8 +7,11 @@ import sys
 APP = "runtime.api:create_app()"
 
 
-def api_argv(bind: str, workers: int, python: str = sys.executable) -> list[str]:
-    """gunicorn serving the API: sync workers, JSON logs from the app, access log to stdout."""
+def api_argv(
+    bind: str, workers: int, python: str = sys.executable, app: str = APP
+) -> list[str]:
+    """gunicorn serving the API (or, for benchmarks, another `app` with the same settings):
+    sync workers, JSON logs from the app, access log to stdout."""
     return [
         python, "-m", "gunicorn",
         "--bind", bind,
@@ -18,7 +21,7 @@ def api_argv(bind: str, workers: int, python: str = sys.executable) -> list[str]
         "--access-logfile", "-",
         "--access-logformat", '{"severity":"INFO","event":"http.access","method":"%(m)s",'
         '"path":"%(U)s","status":%(s)s,"duration_ms":%(M)s,"request_id":"%({x-request-id}o)s"}',
-        APP,
+        app,
     ]  # fmt: skip
 
 

@@ -1,0 +1,63 @@
+"""The baselines the benchmarks compare with, served by the same gunicorn command line.
+
+* `baseline_app()` — parses the JSON and answers 202, no database: the ceiling.
+* `naive_app()`    — the design we did not build: forwards each submission synchronously
+  to the ingest endpoint and answers only when that returns.
+* `fake_ingest_app()` — an ingest endpoint that publishes nothing: answers every item
+  "published", after `BENCH_INGEST_DELAY` seconds (a cross-cloud round trip).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import requests
+from flask import Flask, Response, request
+
+
+def baseline_app() -> Flask:
+    app = Flask(__name__)
+
+    @app.post("/v1/submissions")
+    def accept():
+        json.loads(request.get_data())
+        return Response('{"status":"accepted"}', status=202, mimetype="application/json")
+
+    return app
+
+
+def naive_app() -> Flask:
+    app = Flask(__name__)
+    session = requests.Session()
+    session.trust_env = False
+    target = os.environ["BENCH_INGEST_URL"]
+
+    @app.post("/v1/submissions")
+    def accept():
+        item = json.loads(request.get_data())
+        response = session.post(target, json={"schema_version": "1", "items": [item]}, timeout=30)
+        if response.status_code != 200:
+            return Response('{"title":"upstream failed"}', status=502)
+        return Response('{"status":"accepted"}', status=202, mimetype="application/json")
+
+    return app
+
+
+def fake_ingest_app() -> Flask:
+    app = Flask(__name__)
+    delay = float(os.environ.get("BENCH_INGEST_DELAY", "0"))
+
+    @app.post("/")
+    def ingest():
+        if delay:
+            time.sleep(delay)
+        items = json.loads(request.get_data())["items"]
+        results = [
+            {"submission_id": item.get("submission_id"), "status": "published", "message_id": "1"}
+            for item in items
+        ]
+        return Response(json.dumps({"results": results}), mimetype="application/json")
+
+    return app

@@ -130,6 +130,7 @@ class LocalStack:
                 "SKYBRIDGE_RELAY_BACKOFF_MAX": "2",
                 "SKYBRIDGE_RELAY_BREAKER_COOLDOWN": "1",
                 "SKYBRIDGE_RELAY_LEASE_SECONDS": "10",
+                "SKYBRIDGE_RELAY_POLL_INTERVAL": "0.05",
             } | self.options.relay_env
         else:
             raise KeyError(name)

@@ -1,13 +1,15 @@
 """A Pub/Sub emulator that the real google-cloud-pubsub clients use via PUBSUB_EMULATOR_HOST.
 
 gRPC, in one process: topics, subscriptions (ack deadline, retry policy, dead-letter policy,
-push config), Publish, Pull, StreamingPull, Acknowledge, ModifyAckDeadline, redelivery after
-the ack deadline, push delivery in Pub/Sub's push JSON format with exponential backoff
-between the retry policy's bounds, and dead-lettering after `max_delivery_attempts`.
+push config, message ordering), Publish, Pull, StreamingPull, Acknowledge, ModifyAckDeadline,
+redelivery after the ack deadline, push delivery in Pub/Sub's push JSON format with
+exponential backoff between the retry policy's bounds, and dead-lettering after
+`max_delivery_attempts`.
 
 google-cloud-pubsub ships no servicer classes, so the services are generic gRPC handlers
 over the proto-plus types. Errors carry the status codes Google's service uses
-(NOT_FOUND, ALREADY_EXISTS, INVALID_ARGUMENT): the client retries UNKNOWN for a minute.
+(NOT_FOUND, ALREADY_EXISTS, INVALID_ARGUMENT), and anything unexpected is INTERNAL, never
+UNKNOWN: the client retries UNKNOWN for a minute.
 
     python -m local_stack.pubsub_emulator --port 8085
 """
@@ -18,6 +20,7 @@ import argparse
 import base64
 import itertools
 import logging
+import math
 import re
 import signal
 import sys
@@ -39,22 +42,43 @@ log = logging.getLogger("local_stack.pubsub")
 
 TOPIC_RE = re.compile(r"^projects/[^/]+/topics/[A-Za-z][\w.~+%-]{2,254}$")
 SUBSCRIPTION_RE = re.compile(r"^projects/[^/]+/subscriptions/[A-Za-z][\w.~+%-]{2,254}$")
-DEFAULT_MIN_BACKOFF = 10.0
+DEFAULT_ACK_DEADLINE = 10
+DEFAULT_MIN_BACKOFF = 10.0  # a retry policy's bounds when it leaves them unset
 DEFAULT_MAX_BACKOFF = 600.0
-PUSH_CONCURRENCY = 8
+PUSH_MIN_BACKOFF = 0.1  # a push subscription without a retry policy: Google's push backoff
+PUSH_MAX_BACKOFF = 60.0
+PUSH_CONCURRENCY = 8  # deliveries in flight per push subscription
+PULL_WAIT = 2.0  # how long a Pull without return_immediately waits for a first message
+DELETED_TOPIC = "_deleted-topic_"
+IMMUTABLE = {"name", "topic", "enable_message_ordering", "filter"}
 
 
 class RpcError(Exception):
+    """A failure with the gRPC status code the client should see."""
+
     def __init__(self, code: grpc.StatusCode, message: str) -> None:
         super().__init__(message)
         self.code = code
 
 
-def _seconds(duration: Any, default: float) -> float:
-    if duration is None:
-        return default
-    value = duration.total_seconds() if hasattr(duration, "total_seconds") else float(duration)
-    return value or default
+def _invalid(message: str) -> RpcError:
+    return RpcError(grpc.StatusCode.INVALID_ARGUMENT, message)
+
+
+def _bounds(policy: types.RetryPolicy) -> tuple[float, float]:
+    """A retry policy's minimum and maximum backoff, Google's defaults where unset."""
+    low = policy.minimum_backoff.total_seconds() if "minimum_backoff" in policy else None
+    high = policy.maximum_backoff.total_seconds() if "maximum_backoff" in policy else None
+    return (
+        DEFAULT_MIN_BACKOFF if low is None else low,
+        DEFAULT_MAX_BACKOFF if high is None else high,
+    )
+
+
+def _timestamp(moment: datetime) -> str:
+    """RFC 3339 with milliseconds and Z, as Google writes publish times."""
+    moment = moment.astimezone(UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
 @dataclass
@@ -64,18 +88,19 @@ class Pending:
     message: types.PubsubMessage
     ack_id: str = ""
     attempts: int = 0
-    available_at: float = 0.0  # not before (backoff)
-    leased_until: float = 0.0  # 0 = not out for delivery
+    available_at: float = 0.0  # not before this (backoff after a failed delivery)
+    leased_until: float = 0.0  # 0: not out for delivery; inf: a push in flight
 
 
 @dataclass
 class Subscription:
     proto: types.Subscription
-    queue: dict[str, Pending] = field(default_factory=dict)  # message id → pending
+    queue: dict[str, Pending] = field(default_factory=dict)  # message id → pending, in order
+    pushing: int = 0  # push deliveries in flight
 
     @property
-    def ack_deadline(self) -> float:
-        return float(self.proto.ack_deadline_seconds or 10)
+    def name(self) -> str:
+        return self.proto.name
 
     @property
     def push_endpoint(self) -> str:
@@ -83,234 +108,289 @@ class Subscription:
 
     @property
     def max_attempts(self) -> int:
+        """0 without a dead-letter policy: attempts are then not counted for the client."""
         policy = self.proto.dead_letter_policy
-        return (policy.max_delivery_attempts or 5) if policy.dead_letter_topic else 0
+        return policy.max_delivery_attempts if policy.dead_letter_topic else 0
 
     def backoff(self, attempts: int) -> float:
-        """Exponential between the retry policy's bounds; none: redeliver at once."""
-        if "retry_policy" not in self.proto:
+        """Exponential between the retry policy's bounds; without one, pull retries at once."""
+        if "retry_policy" in self.proto:
+            low, high = _bounds(self.proto.retry_policy)
+        elif self.push_endpoint:
+            low, high = PUSH_MIN_BACKOFF, PUSH_MAX_BACKOFF
+        else:
             return 0.0
-        policy = self.proto.retry_policy
-        low = _seconds(policy.minimum_backoff, DEFAULT_MIN_BACKOFF)
-        high = _seconds(policy.maximum_backoff, DEFAULT_MAX_BACKOFF)
         return min(high, low * 2 ** max(attempts - 1, 0))
 
 
+def _validate_subscription(proto: types.Subscription) -> None:
+    """Fills Google's defaults in, or raises INVALID_ARGUMENT as Google does."""
+    deadline = proto.ack_deadline_seconds or DEFAULT_ACK_DEADLINE
+    if not 10 <= deadline <= 600:
+        raise _invalid("The value for ack_deadline_seconds must be between 10 and 600")
+    proto.ack_deadline_seconds = deadline
+    policy = proto.dead_letter_policy
+    if policy.dead_letter_topic:
+        attempts = policy.max_delivery_attempts or 5
+        if not 5 <= attempts <= 100:
+            raise _invalid("max_delivery_attempts must be between 5 and 100")
+        policy.max_delivery_attempts = attempts
+    if "retry_policy" in proto:
+        low, high = _bounds(proto.retry_policy)
+        if not 0 <= low <= high <= 600:
+            raise _invalid("retry_policy needs 0 <= minimum_backoff <= maximum_backoff <= 600s")
+
+
 class Broker:
-    """All state, under one lock; `changed` wakes pullers and the push loop."""
+    """All state, under one lock; `changed` wakes pullers and the delivery loop."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.changed = threading.Condition(self.lock)
         self.topics: dict[str, types.Topic] = {}
         self.subscriptions: dict[str, Subscription] = {}
-        self.ack_index: dict[str, tuple[str, str]] = {}  # ack id → (subscription, message id)
         self._ids = itertools.count(1)
 
     # -- admin ----------------------------------------------------------------------------
 
     def create_topic(self, topic: types.Topic) -> types.Topic:
         if not TOPIC_RE.match(topic.name):
-            raise RpcError(
-                grpc.StatusCode.INVALID_ARGUMENT, f"Invalid [topics] name: ({topic.name})"
-            )
+            raise _invalid(f"Invalid [topics] name: ({topic.name})")
         with self.lock:
             if topic.name in self.topics:
                 raise RpcError(grpc.StatusCode.ALREADY_EXISTS, "Topic already exists")
             self.topics[topic.name] = topic
         return topic
 
+    def _topic(self, name: str) -> types.Topic:
+        if name not in self.topics:
+            if not TOPIC_RE.match(name) and name != DELETED_TOPIC:
+                raise _invalid(f"Invalid [topics] name: ({name})")
+            raise RpcError(grpc.StatusCode.NOT_FOUND, f"Topic not found: {name}")
+        return self.topics[name]
+
     def topic(self, name: str) -> types.Topic:
         with self.lock:
-            if name not in self.topics:
-                raise RpcError(grpc.StatusCode.NOT_FOUND, "Topic not found")
-            return self.topics[name]
+            return self._topic(name)
+
+    def list_topics(self, project: str) -> list[types.Topic]:
+        with self.lock:
+            return [t for n, t in sorted(self.topics.items()) if n.startswith(f"{project}/")]
+
+    def topic_subscriptions(self, name: str) -> list[str]:
+        with self.lock:
+            self._topic(name)
+            return sorted(n for n, s in self.subscriptions.items() if s.proto.topic == name)
 
     def delete_topic(self, name: str) -> None:
         with self.lock:
-            if self.topics.pop(name, None) is None:
-                raise RpcError(grpc.StatusCode.NOT_FOUND, "Topic not found")
+            self._topic(name)
+            del self.topics[name]
             for subscription in self.subscriptions.values():
                 if subscription.proto.topic == name:
-                    subscription.proto.topic = "_deleted-topic_"
+                    subscription.proto.topic = DELETED_TOPIC
 
     def create_subscription(self, proto: types.Subscription) -> types.Subscription:
         if not SUBSCRIPTION_RE.match(proto.name):
-            raise RpcError(
-                grpc.StatusCode.INVALID_ARGUMENT, f"Invalid [subscriptions] name: ({proto.name})"
-            )
-        deadline = proto.ack_deadline_seconds or 10
-        if not 10 <= deadline <= 600:
-            raise RpcError(
-                grpc.StatusCode.INVALID_ARGUMENT,
-                "The value for ack_deadline_seconds must be between 10 and 600",
-            )
-        proto.ack_deadline_seconds = deadline
-        policy = proto.dead_letter_policy
-        if policy.dead_letter_topic:
-            attempts = policy.max_delivery_attempts or 5
-            if not 5 <= attempts <= 100:
-                raise RpcError(
-                    grpc.StatusCode.INVALID_ARGUMENT,
-                    "max_delivery_attempts must be between 5 and 100",
-                )
-            policy.max_delivery_attempts = attempts
+            raise _invalid(f"Invalid [subscriptions] name: ({proto.name})")
+        _validate_subscription(proto)
         with self.lock:
-            if proto.topic not in self.topics:
-                raise RpcError(grpc.StatusCode.NOT_FOUND, "Topic not found")
-            if policy.dead_letter_topic and policy.dead_letter_topic not in self.topics:
-                raise RpcError(grpc.StatusCode.NOT_FOUND, "Dead letter topic not found")
+            self._topic(proto.topic)
+            if proto.dead_letter_policy.dead_letter_topic:
+                self._topic(proto.dead_letter_policy.dead_letter_topic)
             if proto.name in self.subscriptions:
                 raise RpcError(grpc.StatusCode.ALREADY_EXISTS, "Subscription already exists")
             self.subscriptions[proto.name] = Subscription(proto)
             self.changed.notify_all()
         return proto
 
-    def subscription(self, name: str) -> Subscription:
+    def _subscription(self, name: str) -> Subscription:
         if name not in self.subscriptions:
-            raise RpcError(grpc.StatusCode.NOT_FOUND, "Subscription does not exist")
+            if not SUBSCRIPTION_RE.match(name):
+                raise _invalid(f"Invalid [subscriptions] name: ({name})")
+            raise RpcError(grpc.StatusCode.NOT_FOUND, f"Subscription does not exist: {name}")
         return self.subscriptions[name]
+
+    def subscription(self, name: str) -> types.Subscription:
+        with self.lock:
+            return self._subscription(name).proto
+
+    def list_subscriptions(self, project: str) -> list[types.Subscription]:
+        with self.lock:
+            return [
+                s.proto
+                for n, s in sorted(self.subscriptions.items())
+                if n.startswith(f"{project}/")
+            ]
 
     def delete_subscription(self, name: str) -> None:
         with self.lock:
-            subscription = self.subscription(name)
-            for pending in subscription.queue.values():
-                self.ack_index.pop(pending.ack_id, None)
+            self._subscription(name)
             del self.subscriptions[name]
 
     def update_subscription(
         self, proto: types.Subscription, paths: list[str]
     ) -> types.Subscription:
+        unknown = [p for p in paths if p in IMMUTABLE or p not in types.Subscription.meta.fields]
+        if not paths or unknown:
+            raise _invalid(f"update_mask names no field that can be updated: {unknown}")
         with self.lock:
-            current = self.subscription(proto.name).proto
+            current = self._subscription(proto.name).proto
+            updated = types.Subscription.deserialize(types.Subscription.serialize(current))
             for path in paths:
-                setattr(current, path, getattr(proto, path))
+                setattr(updated, path, getattr(proto, path))
+            _validate_subscription(updated)
+            if updated.dead_letter_policy.dead_letter_topic:
+                self._topic(updated.dead_letter_policy.dead_letter_topic)
+            self.subscriptions[proto.name].proto = updated
             self.changed.notify_all()
-            return current
+            return updated
+
+    def modify_push_config(self, name: str, push_config: types.PushConfig) -> None:
+        with self.lock:
+            self._subscription(name).proto.push_config = push_config
+            self.changed.notify_all()
 
     # -- data -----------------------------------------------------------------------------
 
     def publish(self, topic: str, messages: list[types.PubsubMessage]) -> list[str]:
         if not messages:
-            raise RpcError(grpc.StatusCode.INVALID_ARGUMENT, "The request contains no messages")
+            raise _invalid("The request contains no messages")
+        if any(not m.data and not m.attributes for m in messages):
+            raise _invalid("Some messages are empty: a message needs data or attributes")
         now = datetime.now(UTC)
-        ids = []
         with self.lock:
-            if topic not in self.topics:
-                raise RpcError(grpc.StatusCode.NOT_FOUND, "Topic not found")
-            targets = [s for s in self.subscriptions.values() if s.proto.topic == topic]
-            for message in messages:
-                if not message.data and not message.attributes:
-                    raise RpcError(
-                        grpc.StatusCode.INVALID_ARGUMENT,
-                        "Some messages are empty: a message needs data or attributes",
-                    )
-                message_id = str(next(self._ids))
-                stored = types.PubsubMessage(
-                    data=message.data,
-                    attributes=dict(message.attributes),
-                    ordering_key=message.ordering_key,
-                    message_id=message_id,
-                    publish_time=now,
-                )
-                for subscription in targets:
-                    subscription.queue[message_id] = Pending(stored)
-                ids.append(message_id)
+            self._topic(topic)
+            ids = [self._enqueue(topic, m, now) for m in messages]
             self.changed.notify_all()
         return ids
 
-    def _expire_and_collect(
-        self, subscription: Subscription, limit: int, now: float
-    ) -> list[Pending]:
-        """Leases out up to `limit` due messages (lock held); expired leases count as nacks."""
-        due: list[Pending] = []
+    def _enqueue(self, topic: str, message: types.PubsubMessage, now: datetime) -> str:
+        message_id = str(next(self._ids))
+        stored = types.PubsubMessage(
+            data=message.data,
+            attributes=dict(message.attributes),
+            ordering_key=message.ordering_key,
+            message_id=message_id,
+            publish_time=now,
+        )
+        for subscription in self.subscriptions.values():
+            if subscription.proto.topic == topic:
+                subscription.queue[message_id] = Pending(stored)
+        return message_id
+
+    def _expire(self, subscription: Subscription, now: float) -> None:
+        """Expired leases count as failed deliveries (lock held)."""
         for pending in list(subscription.queue.values()):
             if pending.leased_until and pending.leased_until <= now:
                 self._nack(subscription, pending, now)
-            if pending.message.message_id not in subscription.queue:
-                continue  # dead-lettered just now
-            if not pending.leased_until and pending.available_at <= now and len(due) < limit:
+
+    def _lease(
+        self, subscription: Subscription, limit: int, lease: float, now: float
+    ) -> list[Pending]:
+        """Leases out up to `limit` due messages, in publish order (lock held).
+
+        With message ordering, a key is held back while an earlier message of it is out or
+        waiting for a retry; a push delivery takes one message per key at a time.
+        """
+        ordered = subscription.proto.enable_message_ordering
+        held: set[str] = set()
+        due: list[Pending] = []
+        for pending in subscription.queue.values():
+            if len(due) >= limit:
+                break
+            key = pending.message.ordering_key if ordered else ""
+            if key and key in held:
+                continue
+            if not pending.leased_until and pending.available_at <= now:
                 due.append(pending)
+                if lease == math.inf and key:
+                    held.add(key)
+            elif key:
+                held.add(key)
         for pending in due:
             pending.attempts += 1
-            pending.leased_until = now + subscription.ack_deadline
-            self.ack_index.pop(pending.ack_id, None)
-            pending.ack_id = (
-                f"{subscription.proto.name}#{pending.message.message_id}#{uuid.uuid4().hex[:8]}"
-            )
-            self.ack_index[pending.ack_id] = (subscription.proto.name, pending.message.message_id)
+            pending.leased_until = now + lease
+            nonce = uuid.uuid4().hex[:8]
+            pending.ack_id = f"{subscription.name}#{pending.message.message_id}#{nonce}"
         return due
 
     def _nack(self, subscription: Subscription, pending: Pending, now: float) -> None:
         """A failed delivery: back off, or dead-letter when the attempts are used up."""
         pending.leased_until = 0.0
-        self.ack_index.pop(pending.ack_id, None)
-        if subscription.max_attempts and pending.attempts >= subscription.max_attempts:
-            self._dead_letter(subscription, pending)
+        pending.ack_id = ""
+        exhausted = subscription.max_attempts and pending.attempts >= subscription.max_attempts
+        if exhausted and self._dead_letter(subscription, pending):
             return
         pending.available_at = now + subscription.backoff(pending.attempts)
 
-    def _dead_letter(self, subscription: Subscription, pending: Pending) -> None:
-        del subscription.queue[pending.message.message_id]
+    def _dead_letter(self, subscription: Subscription, pending: Pending) -> bool:
+        """Republishes to the dead-letter topic with Google's source attributes."""
         target = subscription.proto.dead_letter_policy.dead_letter_topic
+        if target not in self.topics:
+            log.warning("dead-letter topic %s is gone; keeping the message", target)
+            return False
         original = pending.message
+        _, project, _, name = subscription.name.split("/")
         attributes = dict(original.attributes) | {
             "CloudPubSubDeadLetterSourceDeliveryCount": str(pending.attempts),
-            "CloudPubSubDeadLetterSourceSubscription": subscription.proto.name.split("/")[-1],
-            "CloudPubSubDeadLetterSourceSubscriptionProject": subscription.proto.name.split("/")[1],
-            "CloudPubSubDeadLetterSourceTopicPublishTime": original.publish_time.isoformat(),
+            "CloudPubSubDeadLetterSourceSubscription": name,
+            "CloudPubSubDeadLetterSourceSubscriptionProject": project,
+            "CloudPubSubDeadLetterSourceTopicPublishTime": _timestamp(original.publish_time),
         }
-        if target not in self.topics:
-            return
-        message_id = str(next(self._ids))
-        forwarded = types.PubsubMessage(
-            data=original.data,
-            attributes=attributes,
-            message_id=message_id,
-            publish_time=datetime.now(UTC),
-        )
-        for other in self.subscriptions.values():
-            if other.proto.topic == target:
-                other.queue[message_id] = Pending(forwarded)
+        del subscription.queue[original.message_id]
+        forwarded = types.PubsubMessage(data=original.data, attributes=attributes)
+        self._enqueue(target, forwarded, datetime.now(UTC))
         log.info("dead-lettered message %s to %s", original.message_id, target)
+        return True
 
-    def received(self, subscription: Subscription, pending: Pending) -> types.ReceivedMessage:
+    def _received(self, subscription: Subscription, pending: Pending) -> types.ReceivedMessage:
         received = types.ReceivedMessage(ack_id=pending.ack_id, message=pending.message)
         if subscription.max_attempts:
             received.delivery_attempt = pending.attempts
         return received
 
-    def pull(self, name: str, limit: int, wait: float) -> list[types.ReceivedMessage]:
+    def pull(
+        self, name: str, limit: int, wait: float, lease: float | None = None
+    ) -> list[types.ReceivedMessage]:
         deadline = time.monotonic() + wait
         with self.lock:
             while True:
-                subscription = self.subscription(name)
+                subscription = self._subscription(name)
                 now = time.monotonic()
-                due = self._expire_and_collect(subscription, limit, now)
+                self._expire(subscription, now)
+                seconds = lease or subscription.proto.ack_deadline_seconds
+                due = self._lease(subscription, limit, seconds, now)
                 if due or now >= deadline:
-                    return [self.received(subscription, pending) for pending in due]
+                    return [self._received(subscription, pending) for pending in due]
                 self.changed.wait(min(0.1, deadline - now))
+
+    def _leased(self, subscription: Subscription, ack_id: str) -> Pending | None:
+        """The message an ack id stands for, if it is still out under that id (lock held)."""
+        owner, _, rest = ack_id.partition("#")
+        message_id, _, nonce = rest.partition("#")
+        if owner != subscription.name or not nonce:
+            raise _invalid(f"Invalid ack id (ack_id={ack_id})")
+        pending = subscription.queue.get(message_id)
+        return pending if pending and pending.ack_id == ack_id else None
 
     def acknowledge(self, name: str, ack_ids: list[str]) -> None:
         with self.lock:
-            subscription = self.subscription(name)
+            subscription = self._subscription(name)
             for ack_id in ack_ids:
-                owner = self.ack_index.pop(ack_id, None)
-                if owner and owner[0] == name:
-                    subscription.queue.pop(owner[1], None)
+                if pending := self._leased(subscription, ack_id):
+                    del subscription.queue[pending.message.message_id]
+            self.changed.notify_all()
 
     def modify_ack_deadline(self, name: str, ack_ids: list[str], seconds: int) -> None:
         if not 0 <= seconds <= 600:
-            raise RpcError(
-                grpc.StatusCode.INVALID_ARGUMENT, "ack_deadline_seconds must be between 0 and 600"
-            )
+            raise _invalid("ack_deadline_seconds must be between 0 and 600")
         with self.lock:
-            subscription = self.subscription(name)
+            subscription = self._subscription(name)
             now = time.monotonic()
             for ack_id in ack_ids:
-                owner = self.ack_index.get(ack_id)
-                pending = subscription.queue.get(owner[1]) if owner else None
-                if pending is None:
+                pending = self._leased(subscription, ack_id)
+                if pending is None or pending.leased_until == math.inf:
                     continue
                 if seconds == 0:
                     self._nack(subscription, pending, now)
@@ -321,34 +401,36 @@ class Broker:
     # -- push -----------------------------------------------------------------------------
 
     def due_pushes(self, wait: float) -> list[tuple[Subscription, Pending]]:
+        """Expires leases everywhere and leases out what push subscriptions may deliver."""
         with self.lock:
             now = time.monotonic()
-            work = [
-                (subscription, pending)
-                for subscription in self.subscriptions.values()
-                if subscription.push_endpoint
-                for pending in self._expire_and_collect(subscription, PUSH_CONCURRENCY * 4, now)
-            ]
+            work = []
+            for subscription in self.subscriptions.values():
+                self._expire(subscription, now)
+                room = PUSH_CONCURRENCY - subscription.pushing
+                if subscription.push_endpoint and room > 0:
+                    for pending in self._lease(subscription, room, math.inf, now):
+                        subscription.pushing += 1
+                        work.append((subscription, pending))
             if not work:
                 self.changed.wait(wait)
             return work
 
     def settle_push(self, subscription: Subscription, pending: Pending, ok: bool) -> None:
         with self.lock:
-            if pending.message.message_id not in subscription.queue:
-                return
-            if ok:
-                self.ack_index.pop(pending.ack_id, None)
-                del subscription.queue[pending.message.message_id]
-            else:
-                self._nack(subscription, pending, time.monotonic())
+            subscription.pushing -= 1
+            if subscription.queue.get(pending.message.message_id) is pending:
+                if ok:
+                    del subscription.queue[pending.message.message_id]
+                else:
+                    self._nack(subscription, pending, time.monotonic())
             self.changed.notify_all()
 
 
 def push_body(subscription: Subscription, pending: Pending) -> dict[str, Any]:
     """The JSON a push endpoint receives (both spellings of the ids, as Google sends)."""
     message = pending.message
-    published = message.publish_time.isoformat().replace("+00:00", "Z")
+    published = _timestamp(message.publish_time)
     body: dict[str, Any] = {
         "message": {
             "data": base64.b64encode(message.data).decode(),
@@ -358,24 +440,30 @@ def push_body(subscription: Subscription, pending: Pending) -> dict[str, Any]:
             "publishTime": published,
             "publish_time": published,
         },
-        "subscription": subscription.proto.name,
+        "subscription": subscription.name,
     }
+    if message.ordering_key:
+        body["message"]["orderingKey"] = message.ordering_key
     if subscription.max_attempts:
         body["deliveryAttempt"] = pending.attempts
     return body
 
 
 class Pusher:
-    """Delivers push subscriptions' messages: 2xx (or 102) acknowledges, anything else nacks."""
+    """Delivers push subscriptions' messages: 2xx (or 102) acknowledges, anything else nacks.
 
-    def __init__(self, broker: Broker) -> None:
+    Its loop also expires leases of pull subscriptions, so redelivery and dead-lettering
+    happen on time even when nobody is pulling.
+    """
+
+    def __init__(self, broker: Broker, workers: int = 4 * PUSH_CONCURRENCY) -> None:
         self.broker = broker
         self.session = requests.Session()
         self.session.trust_env = False  # per-request proxy lookup costs more than the request
-        adapter = requests.adapters.HTTPAdapter(pool_maxsize=PUSH_CONCURRENCY * 2)
+        adapter = requests.adapters.HTTPAdapter(pool_maxsize=workers)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
-        self.pool = futures.ThreadPoolExecutor(PUSH_CONCURRENCY, thread_name_prefix="push")
+        self.pool = futures.ThreadPoolExecutor(workers, thread_name_prefix="push")
         self.stopping = threading.Event()
         self.thread = threading.Thread(target=self.run, name="pusher", daemon=True)
 
@@ -385,207 +473,197 @@ class Pusher:
                 self.pool.submit(self.deliver, subscription, pending)
 
     def deliver(self, subscription: Subscription, pending: Pending) -> None:
+        ok = False
         try:
             response = self.session.post(
                 subscription.push_endpoint,
                 json=push_body(subscription, pending),
-                timeout=subscription.ack_deadline,
+                timeout=subscription.proto.ack_deadline_seconds,
+                allow_redirects=False,
             )
             ok = 200 <= response.status_code < 300 or response.status_code == 102
-        except requests.RequestException:
-            ok = False
-        self.broker.settle_push(subscription, pending, ok)
+        except requests.RequestException as error:
+            log.info("push to %s failed: %s", subscription.push_endpoint, error)
+        finally:
+            self.broker.settle_push(subscription, pending, ok)
 
     def stop(self) -> None:
         self.stopping.set()
         with self.broker.lock:
             self.broker.changed.notify_all()
+        self.thread.join(timeout=5)
         self.pool.shutdown(wait=False, cancel_futures=True)
 
 
 # -- gRPC wiring ------------------------------------------------------------------------------
 
 
-def _guard(function: Callable) -> Callable:
-    """Turn our errors into their status codes, and anything unexpected into INTERNAL."""
+def _unary(rpc: str, function: Callable, request_type: Any, response_type: Any):
+    """One unary method. Our errors become their status codes; anything unexpected is
+    INTERNAL, never UNKNOWN (which the client would retry for a minute)."""
+    empty = response_type is empty_pb2.Empty
 
     def handler(request: Any, context: grpc.ServicerContext) -> Any:
         try:
-            return function(request, context)
+            result = function(request)
         except RpcError as error:
             context.abort(error.code, str(error))
-        except (KeyError, ValueError, TypeError) as error:
-            log.exception("bad request")
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
+        except Exception as error:
+            log.exception("%s failed", rpc)
+            context.abort(grpc.StatusCode.INTERNAL, f"{type(error).__name__}: {error}")
+        return empty_pb2.Empty() if empty else result
 
-    return handler
-
-
-def _unary(function: Callable, request_type: Any, response_type: Any):
-    serialize = (
-        response_type.SerializeToString
-        if response_type is empty_pb2.Empty
-        else response_type.serialize
-    )
     return grpc.unary_unary_rpc_method_handler(
-        _guard(function),
+        handler,
         request_deserializer=request_type.deserialize,
-        response_serializer=serialize,
+        response_serializer=response_type.SerializeToString if empty else response_type.serialize,
     )
+
+
+def _service(name: str, methods: dict[str, tuple], **streams: Any) -> grpc.GenericRpcHandler:
+    handlers = {rpc: _unary(rpc, *spec) for rpc, spec in methods.items()}
+    return grpc.method_handlers_generic_handler(name, handlers | streams)
 
 
 def publisher_handlers(broker: Broker) -> grpc.GenericRpcHandler:
-    def list_topics(request, _):
-        with broker.lock:
-            prefix = f"{request.project}/topics/"
-            return types.ListTopicsResponse(
-                topics=[t for name, t in sorted(broker.topics.items()) if name.startswith(prefix)]
-            )
+    def publish(request: types.PublishRequest) -> types.PublishResponse:
+        ids = broker.publish(request.topic, list(request.messages))
+        return types.PublishResponse(message_ids=ids)
 
-    def list_topic_subscriptions(request, _):
-        broker.topic(request.topic)
-        with broker.lock:
-            names = sorted(
-                n for n, s in broker.subscriptions.items() if s.proto.topic == request.topic
-            )
-        return types.ListTopicSubscriptionsResponse(subscriptions=names)
-
-    def delete_topic(request, _):
-        broker.delete_topic(request.topic)
-        return empty_pb2.Empty()
-
-    def publish(request, _):
-        return types.PublishResponse(
-            message_ids=broker.publish(request.topic, list(request.messages))
-        )
-
-    return grpc.method_handlers_generic_handler(
+    return _service(
         "google.pubsub.v1.Publisher",
         {
-            "CreateTopic": _unary(lambda r, _: broker.create_topic(r), types.Topic, types.Topic),
-            "GetTopic": _unary(
-                lambda r, _: broker.topic(r.topic), types.GetTopicRequest, types.Topic
+            "CreateTopic": (broker.create_topic, types.Topic, types.Topic),
+            "GetTopic": (lambda r: broker.topic(r.topic), types.GetTopicRequest, types.Topic),
+            "ListTopics": (
+                lambda r: types.ListTopicsResponse(topics=broker.list_topics(r.project)),
+                types.ListTopicsRequest,
+                types.ListTopicsResponse,
             ),
-            "ListTopics": _unary(list_topics, types.ListTopicsRequest, types.ListTopicsResponse),
-            "ListTopicSubscriptions": _unary(
-                list_topic_subscriptions,
+            "ListTopicSubscriptions": (
+                lambda r: types.ListTopicSubscriptionsResponse(
+                    subscriptions=broker.topic_subscriptions(r.topic)
+                ),
                 types.ListTopicSubscriptionsRequest,
                 types.ListTopicSubscriptionsResponse,
             ),
-            "DeleteTopic": _unary(delete_topic, types.DeleteTopicRequest, empty_pb2.Empty),
-            "Publish": _unary(publish, types.PublishRequest, types.PublishResponse),
+            "DeleteTopic": (
+                lambda r: broker.delete_topic(r.topic),
+                types.DeleteTopicRequest,
+                empty_pb2.Empty,
+            ),
+            "Publish": (publish, types.PublishRequest, types.PublishResponse),
         },
+    )
+
+
+def _streaming_pull(broker: Broker) -> Callable:
+    """One StreamingPull stream: acks and deadline changes in, batches of messages out."""
+
+    def apply(name: str, request: types.StreamingPullRequest) -> None:
+        if request.ack_ids:
+            broker.acknowledge(name, list(request.ack_ids))
+        pairs = zip(request.modify_deadline_ack_ids, request.modify_deadline_seconds, strict=False)
+        for ack_id, seconds in pairs:
+            broker.modify_ack_deadline(name, [ack_id], seconds)
+
+    def read_rest(name: str, requests_in: Iterator, context: grpc.ServicerContext) -> None:
+        try:
+            for request in requests_in:
+                apply(name, request)
+        except grpc.RpcError:
+            pass  # the client went away
+        except RpcError as error:
+            log.info("streaming pull on %s: %s", name, error)
+            context.cancel()
+
+    def stream(requests_in: Iterator, context: grpc.ServicerContext):
+        try:
+            first = next(requests_in)
+            name = first.subscription
+            broker.subscription(name)
+            apply(name, first)
+            lease = first.stream_ack_deadline_seconds or None
+            reader = threading.Thread(
+                target=read_rest, args=(name, requests_in, context), daemon=True
+            )
+            reader.start()
+            while context.is_active():
+                received = broker.pull(name, 100, wait=0.5, lease=lease)
+                if received:
+                    yield types.StreamingPullResponse(received_messages=received)
+        except StopIteration:
+            return
+        except RpcError as error:
+            context.abort(error.code, str(error))
+        except Exception as error:
+            log.exception("streaming pull failed")
+            context.abort(grpc.StatusCode.INTERNAL, f"{type(error).__name__}: {error}")
+
+    return grpc.stream_stream_rpc_method_handler(
+        stream,
+        request_deserializer=types.StreamingPullRequest.deserialize,
+        response_serializer=types.StreamingPullResponse.serialize,
     )
 
 
 def subscriber_handlers(broker: Broker) -> grpc.GenericRpcHandler:
-    def get(request, _):
-        with broker.lock:
-            return broker.subscription(request.subscription).proto
-
-    def list_subscriptions(request, _):
-        with broker.lock:
-            prefix = f"{request.project}/subscriptions/"
-            protos = [
-                s.proto for n, s in sorted(broker.subscriptions.items()) if n.startswith(prefix)
-            ]
-        return types.ListSubscriptionsResponse(subscriptions=protos)
-
-    def delete(request, _):
-        broker.delete_subscription(request.subscription)
-        return empty_pb2.Empty()
-
-    def update(request, _):
-        return broker.update_subscription(request.subscription, list(request.update_mask.paths))
-
-    def modify_push_config(request, _):
-        with broker.lock:
-            broker.subscription(request.subscription).proto.push_config = request.push_config
-            broker.changed.notify_all()
-        return empty_pb2.Empty()
-
-    def pull(request, _):
-        wait = 0.0 if request.return_immediately else 2.0
+    def pull(request: types.PullRequest) -> types.PullResponse:
+        wait = 0.0 if request.return_immediately else PULL_WAIT
         received = broker.pull(request.subscription, request.max_messages or 1, wait)
         return types.PullResponse(received_messages=received)
 
-    def acknowledge(request, _):
-        broker.acknowledge(request.subscription, list(request.ack_ids))
-        return empty_pb2.Empty()
-
-    def modify_ack_deadline(request, _):
-        broker.modify_ack_deadline(
-            request.subscription, list(request.ack_ids), request.ack_deadline_seconds
-        )
-        return empty_pb2.Empty()
-
-    def streaming_pull(requests_iter: Iterator, context: grpc.ServicerContext):
-        try:
-            first = next(requests_iter)
-        except StopIteration:
-            return
-        name = first.subscription
-        try:
-            with broker.lock:
-                broker.subscription(name)
-        except RpcError as error:
-            context.abort(error.code, str(error))
-
-        def apply(request: types.StreamingPullRequest) -> None:
-            if request.ack_ids:
-                broker.acknowledge(name, list(request.ack_ids))
-            for ack_id, seconds in zip(
-                request.modify_deadline_ack_ids, request.modify_deadline_seconds, strict=False
-            ):
-                broker.modify_ack_deadline(name, [ack_id], seconds)
-
-        def read_rest() -> None:
-            try:
-                for request in requests_iter:
-                    apply(request)
-            except (grpc.RpcError, RpcError, ValueError):
-                pass
-
-        apply(first)
-        threading.Thread(target=read_rest, daemon=True).start()
-        limit = first.max_outstanding_messages or 100
-        while context.is_active():
-            try:
-                received = broker.pull(name, min(limit, 100), wait=0.5)
-            except RpcError as error:
-                context.abort(error.code, str(error))
-            if received:
-                yield types.StreamingPullResponse(received_messages=received)
-
-    streaming = grpc.stream_stream_rpc_method_handler(
-        streaming_pull,
-        request_deserializer=types.StreamingPullRequest.deserialize,
-        response_serializer=types.StreamingPullResponse.serialize,
-    )
-    return grpc.method_handlers_generic_handler(
+    empty = empty_pb2.Empty
+    return _service(
         "google.pubsub.v1.Subscriber",
         {
-            "CreateSubscription": _unary(
-                lambda r, _: broker.create_subscription(r), types.Subscription, types.Subscription
+            "CreateSubscription": (
+                broker.create_subscription,
+                types.Subscription,
+                types.Subscription,
             ),
-            "GetSubscription": _unary(get, types.GetSubscriptionRequest, types.Subscription),
-            "ListSubscriptions": _unary(
-                list_subscriptions, types.ListSubscriptionsRequest, types.ListSubscriptionsResponse
+            "GetSubscription": (
+                lambda r: broker.subscription(r.subscription),
+                types.GetSubscriptionRequest,
+                types.Subscription,
             ),
-            "DeleteSubscription": _unary(delete, types.DeleteSubscriptionRequest, empty_pb2.Empty),
-            "UpdateSubscription": _unary(
-                update, types.UpdateSubscriptionRequest, types.Subscription
+            "ListSubscriptions": (
+                lambda r: types.ListSubscriptionsResponse(
+                    subscriptions=broker.list_subscriptions(r.project)
+                ),
+                types.ListSubscriptionsRequest,
+                types.ListSubscriptionsResponse,
             ),
-            "ModifyPushConfig": _unary(
-                modify_push_config, types.ModifyPushConfigRequest, empty_pb2.Empty
+            "DeleteSubscription": (
+                lambda r: broker.delete_subscription(r.subscription),
+                types.DeleteSubscriptionRequest,
+                empty,
             ),
-            "Pull": _unary(pull, types.PullRequest, types.PullResponse),
-            "Acknowledge": _unary(acknowledge, types.AcknowledgeRequest, empty_pb2.Empty),
-            "ModifyAckDeadline": _unary(
-                modify_ack_deadline, types.ModifyAckDeadlineRequest, empty_pb2.Empty
+            "UpdateSubscription": (
+                lambda r: broker.update_subscription(r.subscription, list(r.update_mask.paths)),
+                types.UpdateSubscriptionRequest,
+                types.Subscription,
             ),
-            "StreamingPull": streaming,
+            "ModifyPushConfig": (
+                lambda r: broker.modify_push_config(r.subscription, r.push_config),
+                types.ModifyPushConfigRequest,
+                empty,
+            ),
+            "Pull": (pull, types.PullRequest, types.PullResponse),
+            "Acknowledge": (
+                lambda r: broker.acknowledge(r.subscription, list(r.ack_ids)),
+                types.AcknowledgeRequest,
+                empty,
+            ),
+            "ModifyAckDeadline": (
+                lambda r: broker.modify_ack_deadline(
+                    r.subscription, list(r.ack_ids), r.ack_deadline_seconds
+                ),
+                types.ModifyAckDeadlineRequest,
+                empty,
+            ),
         },
+        StreamingPull=_streaming_pull(broker),
     )
 
 
@@ -597,35 +675,43 @@ class PubSubEmulator:
         self.port = port
         self.broker = Broker()
         self.pusher = Pusher(self.broker)
-        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=32))
+        # Each StreamingPull stream holds a worker for its lifetime.
+        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=64))
         self.server.add_generic_rpc_handlers(
             (publisher_handlers(self.broker), subscriber_handlers(self.broker))
         )
 
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
     def start(self) -> int:
         self.port = self.server.add_insecure_port(f"{self.host}:{self.port}")
+        if not self.port:
+            raise OSError(f"cannot bind {self.host}")
         self.server.start()
         self.pusher.thread.start()
         return self.port
 
     def stop(self) -> None:
-        self.pusher.stop()
         self.server.stop(grace=0.5).wait()
+        self.pusher.stop()
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m local_stack.pubsub_emulator")
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8085)
+    parser.add_argument("--port", type=int, default=8085, help="0 picks a free port")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     emulator = PubSubEmulator(args.host, args.port)
-    port = emulator.start()
-    print(f"listening on {args.host}:{port}", flush=True)
     stopped = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopped.set())
     signal.signal(signal.SIGINT, lambda *_: stopped.set())
-    stopped.wait()
+    emulator.start()
+    print(f"listening on {emulator.address}", flush=True)
+    while not stopped.wait(0.5):
+        pass
     emulator.stop()
     return 0
 

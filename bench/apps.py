@@ -4,7 +4,8 @@
 * `naive_app()`    — the design we did not build: forwards each submission synchronously
   to the ingest endpoint and answers only when that returns.
 * `fake_ingest_app()` — an ingest endpoint that publishes nothing: answers every item
-  "published", after `BENCH_INGEST_DELAY` seconds (a cross-cloud round trip).
+  "published", after the delay (seconds) written in the file `BENCH_INGEST_DELAY_FILE`
+  (a cross-cloud round trip), read per request so a run can switch it between rounds.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from pathlib import Path
 
 import requests
 from flask import Flask, Response, request
@@ -24,6 +26,10 @@ def baseline_app() -> Flask:
     def accept():
         json.loads(request.get_data())
         return Response('{"status":"accepted"}', status=202, mimetype="application/json")
+
+    @app.get("/healthz")
+    def healthz():
+        return {"status": "ok"}
 
     return app
 
@@ -47,10 +53,11 @@ def naive_app() -> Flask:
 
 def fake_ingest_app() -> Flask:
     app = Flask(__name__)
-    delay = float(os.environ.get("BENCH_INGEST_DELAY", "0"))
+    delay_file = os.environ.get("BENCH_INGEST_DELAY_FILE")
 
     @app.post("/")
     def ingest():
+        delay = float(Path(delay_file).read_text() or 0) if delay_file else 0.0
         if delay:
             time.sleep(delay)
         items = json.loads(request.get_data())["items"]

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, select
 from sqlalchemy.exc import IntegrityError
 
-from runtime.db import outbox, submissions, utcnow
+from runtime.db import fast_insert, outbox, submissions, utcnow
 from runtime.envelope import SubmissionIn, object_name, sha256_hex
 from runtime.ids import new_id
 
@@ -59,11 +59,11 @@ def accept(engine: Engine, submission: SubmissionIn, idempotency_key: str | None
     }
     try:
         with engine.begin() as connection:
-            connection.execute(submissions.insert().values(row))
-            connection.execute(
-                outbox.insert().values(
-                    submission_id=row["id"], created_at=now, available_at=now, attempts=0
-                )
+            fast_insert(connection, submissions, row)
+            fast_insert(
+                connection,
+                outbox,
+                {"submission_id": row["id"], "created_at": now, "available_at": now, "attempts": 0},
             )
     except IntegrityError:
         # Two requests with one key raced; the loser answers with the winner's row.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 
-from flask import Blueprint, Response, current_app, request, url_for
+from flask import Blueprint, Response, current_app, request
 from pydantic import ValidationError
 
 from runtime import submissions as store
@@ -101,7 +101,8 @@ def create_submission():
     response = Response(
         json.dumps(store.accepted_view(row)), status=202, mimetype="application/json"
     )
-    response.headers["Location"] = url_for("submissions.get_submission", sid=row["id"])
+    # What url_for("submissions.get_submission") builds, without a URL map lookup per request.
+    response.headers["Location"] = f"{request.script_root}{blueprint.url_prefix}/{row['id']}"
     if result.replayed:
         response.headers["Idempotent-Replayed"] = "true"
     return response

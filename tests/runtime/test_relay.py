@@ -102,7 +102,9 @@ def test_failed_delivery_is_retried_later_with_the_error_recorded(db, database_u
     (sid,) = submit(db, 1)
     ingest.status = 503
     relay = Relay(
-        db, settings_for(database_url, ingest.url, relay_backoff_base=30), NoTokenSource()
+        db,
+        settings_for(database_url, ingest.url, relay_backoff_base=30, relay_backoff_max=60),
+        NoTokenSource(),
     )
     assert relay.run_once() == 1
     assert relay.run_once() == 0, "backoff must keep the row out of the next round"

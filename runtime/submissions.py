@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, select
 from sqlalchemy.exc import IntegrityError
 
-from runtime.db import fast_insert, outbox, submissions, utcnow
+from runtime.db import insert_rows, outbox, submissions, utcnow
 from runtime.envelope import SubmissionIn, object_name, sha256_hex
 from runtime.ids import new_id
 
@@ -57,14 +57,9 @@ def accept(engine: Engine, submission: SubmissionIn, idempotency_key: str | None
         "updated_at": now,
         "forwarded_at": None,
     }
+    pending = {"submission_id": row["id"], "created_at": now, "available_at": now, "attempts": 0}
     try:
-        with engine.begin() as connection:
-            fast_insert(connection, submissions, row)
-            fast_insert(
-                connection,
-                outbox,
-                {"submission_id": row["id"], "created_at": now, "available_at": now, "attempts": 0},
-            )
+        insert_rows(engine, [(submissions, row), (outbox, pending)])
     except IntegrityError:
         # Two requests with one key raced; the loser answers with the winner's row.
         existing = _by_key(engine, idempotency_key) if idempotency_key else None

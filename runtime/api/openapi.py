@@ -130,7 +130,7 @@ def document(max_body_bytes: int) -> dict[str, Any]:
                             "name": "Idempotency-Key",
                             "in": "header",
                             "required": False,
-                            "schema": {"type": "string", "pattern": "^[ -~]{1,255}$"},
+                            "schema": {"type": "string", "pattern": "^[!-~]([ -~]{0,253}[!-~])?$"},
                         }
                     ],
                     "requestBody": {

@@ -34,7 +34,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         "--detailed-exitcode", action="store_true", help="plan: exit 2 when there are changes"
     )
     parser.add_argument("--force", action="store_true", help="destroy: empty the bucket first")
-    parser.add_argument("--parallelism", type=int, default=8)
+    parser.add_argument(
+        "--parallelism", type=int, default=8, help="reads and changes in flight at once"
+    )
     parser.add_argument(
         "--api-endpoint",
         default=os.environ.get("GCP_STACK_API_ENDPOINT"),
@@ -43,9 +45,18 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--api-url",
-        help="the AWS API's URL for the uptime check (default: cdk-outputs/<env>.json's ApiUrl)",
+        help="the AWS API's URL, for the uptime check (default: ApiUrl in --aws-outputs; "
+        "no uptime check when unknown)",
     )
-    parser.add_argument("--outputs-dir", type=Path, default=ROOT / "gcp-outputs")
+    parser.add_argument(
+        "--aws-outputs", type=Path, help="cdk deploy's outputs file (cdk-outputs/<env>.json)"
+    )
+    parser.add_argument(
+        "--outputs-dir",
+        type=Path,
+        default=ROOT / "gcp-outputs",
+        help="where deploy writes <env>.json",
+    )
     parser.add_argument(
         "--poll-interval", type=float, default=1.0, help="first wait between operation polls (s)"
     )
@@ -64,7 +75,7 @@ def load_environment(args: argparse.Namespace) -> environments.Environment:
 def aws_api_url(args: argparse.Namespace) -> str:
     if args.api_url:
         return args.api_url
-    path = ROOT / "cdk-outputs" / f"{args.env}.json"
+    path = args.aws_outputs or ROOT / "cdk-outputs" / f"{args.env}.json"
     if path.is_file():
         for outputs in json.loads(path.read_text()).values():
             if "ApiUrl" in outputs:
@@ -130,7 +141,7 @@ def project_number(api: Api, project: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
-    console = Console(stderr=args.json)
+    console = Console(stderr=args.json, soft_wrap=True)
     try:
         environment = load_environment(args)
         artifact = build_artifact(ROOT / "build" / "artifacts")
@@ -188,7 +199,14 @@ def main(argv: list[str] | None = None) -> int:
                     if state in ("done", "failed"):
                         console.print(f"  {state:>6} {key}", highlight=False)
 
-                engine.apply(plan, progress)
+                try:
+                    engine.apply(plan, progress)
+                except KeyboardInterrupt:
+                    console.print(
+                        "[red]interrupted:[/] changes already sent may still complete; "
+                        f"run `python -m gcp_stack {args.command}` again to finish"
+                    )
+                    return 130
         if args.command == "deploy":
             engine.read_all()
             values = outputs(engine, environment)

@@ -3,7 +3,9 @@
 Every call retries only 429, 5xx and transport errors, with exponential backoff under a
 deadline; anything else raises ApiCallFailed naming the resource and the operation.
 `GCP_STACK_API_ENDPOINT` (or `--api-endpoint`) points every client at one server, such as
-the fake control plane in local_stack/control_plane.py.
+the fake control plane in local_stack/control_plane.py: API <api> <version> is reached at
+`<endpoint>/<api>.<version>/<servicePath>` (for example `…/storage.v1/storage/v1/`), and no
+credentials are looked up.
 """
 
 from __future__ import annotations
@@ -52,8 +54,37 @@ def _message(error: HttpError) -> str:
         return error.reason or str(error)
 
 
+class _Collections:
+    """A discovery client whose collections (`projects()`, `topics()`, …) are built once.
+
+    googleapiclient builds every method of a collection, docstrings included, each time the
+    collection is asked for; that cost more than a request to a local server.
+    """
+
+    def __init__(self, target: Any) -> None:
+        self._target = target
+        self._built: dict[str, _Collections] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._target, name)
+        if not callable(attribute):
+            return attribute
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            if args or kwargs:
+                return attribute(*args, **kwargs)
+            if name not in self._built:
+                result = attribute()
+                if not isinstance(result, discovery.Resource):
+                    return result  # a request method that takes no parameters
+                self._built[name] = _Collections(result)
+            return self._built[name]
+
+        return call
+
+
 class Api:
-    """Discovery clients (one set per thread: httplib2 is not thread-safe) plus call helpers."""
+    """Discovery clients shared by every thread, one connection per thread, call helpers."""
 
     def __init__(
         self,
@@ -75,6 +106,8 @@ class Api:
             credentials = AnonymousCredentials()
         self.credentials = credentials
         self._local = threading.local()
+        self._lock = threading.Lock()
+        self._clients: dict[tuple[str, str], _Collections] = {}
 
     @staticmethod
     def _default_credentials() -> Any:
@@ -93,21 +126,32 @@ class Api:
         return credentials
 
     def client(self, api: str, version: str) -> Any:
-        cache = self._local.__dict__.setdefault("clients", {})
-        if (api, version) not in cache:
-            options = None
-            if self.endpoint:
-                from local_stack.control_plane import endpoint
+        """One discovery client per API for every thread (requests carry their own http)."""
+        with self._lock:
+            if (api, version) not in self._clients:
+                options = None
+                if self.endpoint:
+                    from local_stack.control_plane import endpoint
 
-                options = {"api_endpoint": endpoint(self.endpoint, api, version)}
-            # One parsed discovery document shared by every thread; each thread gets its own
-            # client (httplib2 is not thread-safe) without re-reading and re-parsing it.
-            cache[api, version] = discovery.build_from_document(
-                _discovery_document(api, version),
-                credentials=self.credentials,
-                client_options=options,
+                    options = {"api_endpoint": endpoint(self.endpoint, api, version)}
+                self._clients[api, version] = _Collections(
+                    discovery.build_from_document(
+                        _discovery_document(api, version),
+                        credentials=self.credentials,
+                        client_options=options,
+                    )
+                )
+            return self._clients[api, version]
+
+    def _http(self) -> Any:
+        """This thread's connection: httplib2 is not thread-safe."""
+        if not hasattr(self._local, "http"):
+            import google_auth_httplib2
+
+            self._local.http = google_auth_httplib2.AuthorizedHttp(
+                self.credentials, http=httplib2.Http(timeout=60)
             )
-        return cache[api, version]
+        return self._local.http
 
     def call(self, resource: str, operation: str, request: Callable[[], Any]) -> Any:
         """Execute `request()` (a googleapiclient request factory), retrying what is transient."""
@@ -119,7 +163,7 @@ class Api:
                 reraise=True,
             ):
                 with attempt:
-                    return request().execute(num_retries=0)
+                    return request().execute(http=self._http(), num_retries=0)
         except HttpError as error:
             raise ApiCallFailed(resource, operation, error.status_code, _message(error)) from None
         except (OSError, httplib2.HttpLib2Error) as error:

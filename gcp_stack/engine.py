@@ -14,7 +14,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from gcp_stack.errors import ApplyFailed, GcpStackError
+from gcp_stack.errors import ApiCallFailed, ApplyFailed, GcpStackError
 from gcp_stack.resources import Context, Resource
 
 Action = Literal["create", "update", "replace", "delete", "no-op"]
@@ -37,7 +37,7 @@ class Change:
 
     @property
     def mask(self) -> list[str]:
-        return sorted({change.path.split(".")[0] for change in self.fields})
+        return update_mask(self.fields)
 
 
 @dataclass
@@ -56,6 +56,11 @@ class Plan:
         for change in self.pending:
             counts[change.action] += 1
         return ", ".join(f"{n} to {a}" for a, n in counts.items() if n) or "no changes"
+
+
+def update_mask(fields: list[FieldChange]) -> list[str]:
+    """The top-level fields to send: each changed declared field's outermost name."""
+    return sorted({change.path.split(".")[0] for change in fields})
 
 
 def diff(desired: Any, live: Any, path: str = "") -> list[FieldChange]:
@@ -127,24 +132,32 @@ class Engine:
     # -- plan -----------------------------------------------------------------------------
 
     def read_all(self) -> dict[str, dict | None]:
-        with ThreadPoolExecutor(self.parallelism) as pool:
-            futures = {key: pool.submit(r.read, self.ctx) for key, r in self.resources.items()}
-            live = {key: future.result() for key, future in futures.items()}
-        for key, state in live.items():
-            if state:
-                self.outputs[key] = self.resources[key].outputs(state)
-        return live
+        return self._observe(discover=False)[1]
 
     def orphans(self) -> list[Resource]:
         """Live resources labelled as this stack's that the stack no longer declares."""
-        kinds = {type(resource) for resource in self.resources.values()}
+        return self._observe(read=False)[0]
+
+    def _observe(
+        self, discover: bool = True, read: bool = True
+    ) -> tuple[list[Resource], dict[str, dict | None]]:
+        """Find labelled resources and read declared ones, all in one pool of requests."""
+        kinds = {type(resource) for resource in self.resources.values()} if discover else set()
         with ThreadPoolExecutor(self.parallelism) as pool:
-            found = [r for rs in pool.map(lambda k: k.discover(self.ctx), kinds) for r in rs]
-        return [resource for resource in found if resource.key not in self.resources]
+            finds = [pool.submit(kind.discover, self.ctx) for kind in kinds]
+            reads = {
+                key: pool.submit(resource.read, self.ctx)
+                for key, resource in (self.resources.items() if read else ())
+            }
+            found = [resource for future in finds for resource in future.result()]
+            live = {key: future.result() for key, future in reads.items()}
+        for key, state in live.items():
+            if state:
+                self.outputs[key] = self.resources[key].outputs(state)
+        return [r for r in found if r.key not in self.resources], live
 
     def plan(self, destroy: bool = False) -> Plan:
-        orphans = self.orphans()
-        live = self.read_all()
+        orphans, live = self._observe()
         changes = [Change(o.key, o.kind, "delete") for o in orphans]
         declared = self.order()
         self.resources.update({orphan.key: orphan for orphan in orphans})
@@ -237,13 +250,28 @@ class Engine:
         if change.action in ("delete", "replace"):
             resource.delete(self.ctx)
         if change.action in ("create", "replace"):
-            resource.create(self.ctx)
+            self._create(resource)
         elif change.action == "update":
             resource.update(self.ctx, change.mask)
         if change.action != "delete":
             live = resource.read(self.ctx)
             if live:
                 self.outputs[change.key] = resource.outputs(live)
+
+    def _create(self, resource: Resource) -> None:
+        try:
+            resource.create(self.ctx)
+        except ApiCallFailed as error:
+            if error.status != 409:
+                raise
+            # It exists after all: an earlier attempt whose answer was lost (or a run
+            # interrupted after it) created it. Converge it like any live resource.
+            live = resource.read(self.ctx)
+            if live is None:
+                raise
+            fields = diff(self.desired(resource), live)
+            if fields:
+                resource.update(self.ctx, update_mask(fields))
 
 
 class _Skipped(Exception):

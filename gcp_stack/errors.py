@@ -31,7 +31,11 @@ class OperationTimedOut(GcpStackError):
 
 class ApplyFailed(GcpStackError):
     def __init__(self, failures: dict[str, Exception], skipped: list[str]) -> None:
-        lines = [f"  {key}: {error}" for key, error in failures.items()]
+        lines = [
+            f"  {key}: {error}" if isinstance(error, GcpStackError)
+            else f"  {key}: unexpected {type(error).__name__}: {error}"
+            for key, error in failures.items()
+        ]  # fmt: skip
         if skipped:
             lines.append(f"  not attempted (their dependencies failed): {', '.join(skipped)}")
         super().__init__("apply stopped part-way; run deploy again to finish:\n" + "\n".join(lines))

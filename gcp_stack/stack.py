@@ -162,10 +162,11 @@ def build(environment: Environment, api_url: str = "") -> list[Resource]:
          (sa["store"].key,)),
         ("service_account", names.email("relay"), "roles/iam.workloadIdentityUser",
          relay_principal, (sa["relay"].key, provider.key)),
+        # Dead-lettering: the Pub/Sub service agent forwards from the trigger's subscription
+        # (which Eventarc names itself) to the dead-letter topic.
         ("topic", names.dead_letter, "roles/pubsub.publisher", PUBSUB_AGENT, (dead_letter.key,)),
-        # Eventarc names the trigger's subscription itself, so the service agent's right to
-        # acknowledge dead-lettered messages is granted on the project.
-        ("project", "", "roles/pubsub.subscriber", PUBSUB_AGENT, all_apis),
+        ("trigger_subscription", names.function("store"), "roles/pubsub.subscriber",
+         PUBSUB_AGENT, (store.key,)),
     ]  # fmt: skip
     iam = [
         IamMember(
@@ -179,7 +180,7 @@ def build(environment: Environment, api_url: str = "") -> list[Resource]:
     ]
     dead_letter_policy = TriggerDeadLetterPolicy(
         f"trigger_dead_letter_policy/{names.function('store')}",
-        (store.key, dead_letter.key, iam[-2].key),
+        (store.key, dead_letter.key, iam[-2].key, iam[-1].key),
         function=names.function("store"),
         dead_letter_topic=names.dead_letter,
         max_delivery_attempts=gcp.max_delivery_attempts,
@@ -214,6 +215,7 @@ def monitoring(
             description=description,
         )
         for event, description in {
+            "submission.published": "Submissions the ingest function published.",
             "submission.stored": "Objects written by the store function.",
             "submission.undecodable": "Messages the store function could never store.",
             "submission.rejected": "Items the ingest function rejected.",
@@ -345,7 +347,7 @@ def monitoring(
             f"dashboard/{prefix}",
             deps,
             spec={
-                "labels": {STACK_LABEL: ""},
+                "labels": labels,
                 "mosaicLayout": {
                     "columns": 12,
                     "tiles": [

@@ -7,13 +7,17 @@ method's request schema** — an unknown field, a wrong type, a bad enum value o
 output-only field is a 400, as Google would answer — so a misspelled field fails a test,
 not a deploy. Resources are kept in memory: create / get / list / patch / delete,
 long-running operations (done on the first poll), get/setIamPolicy with etags, and the
-typical errors (404, 409). Tests can inject failures and per-request latency.
+typical errors (404, 409). Tests can inject failures (before or after a request is carried
+out), operations that fail or never finish, and per-request latency; `state()` and
+`load()` copy a deployed fake into a fresh one.
 
-Clients reach API `<api>` at `<url>/<api>/<servicePath>` (see `endpoint()`).
+Clients reach API `<api>` `<version>` at `<url>/<api>.<version>/<servicePath>` (see
+`endpoint()`), for example `<url>/storage.v1/storage/v1/`.
 """
 
 from __future__ import annotations
 
+import copy
 import functools
 import itertools
 import json
@@ -153,21 +157,25 @@ def validate(document: dict[str, Any], schema: dict[str, Any], value: Any, where
 class ControlPlane:
     """The server and its state. `with ControlPlane() as fake: fake.url …`."""
 
-    def __init__(self, latency_seconds: float = 0.0) -> None:
+    def __init__(self, latency_seconds: float = 0.0, port: int = 0) -> None:
         self.latency = latency_seconds
         self.lock = threading.Lock()
         self.store: dict[str, dict[str, Any]] = {}  # resource name → resource
         self.policies: dict[str, dict[str, Any]] = {}
         self.operations: dict[str, dict[str, Any]] = {}
         self.uploads: dict[str, bytes] = {}
-        self.faults: list[tuple[str, int, str]] = []  # (method id or "*", status, message)
+        # (method id or "*", status, message, whether the request is carried out first)
+        self.faults: list[tuple[str, int, str, bool]] = []
         self.failed_operations: set[str] = set()  # method ids whose operations end in error
+        self.stuck_operations: set[str] = set()  # method ids whose operations never finish
         self.requests: list[tuple[str, str]] = []  # (method id, path)
         self._ids = itertools.count(1)
         handler = functools.partial(_Handler, self)
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), handler)
         self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )  # shutdown() waits up to one poll interval
 
     @property
     def url(self) -> str:
@@ -181,8 +189,31 @@ class ControlPlane:
         self.server.shutdown()
         self.server.server_close()
 
-    def fail_next(self, method_id: str, status: int = 503, message: str = "backend error") -> None:
-        self.faults.append((method_id, status, message))
+    def state(self) -> dict[str, Any]:
+        """A copy of everything the fake holds, to `load()` into another one later."""
+        with self.lock:
+            held = {"store": self.store, "policies": self.policies, "operations": self.operations}
+            return copy.deepcopy(held) | {"next_id": next(self._ids)}
+
+    def load(self, state: dict[str, Any]) -> None:
+        """Start from a `state()` taken earlier (say, of a deployed stack) instead of empty."""
+        with self.lock:
+            state = copy.deepcopy(state)
+            self._ids = itertools.count(state.pop("next_id"))
+            for name, value in state.items():
+                getattr(self, name).clear()
+                getattr(self, name).update(value)
+
+    def fail_next(
+        self,
+        method_id: str,
+        status: int = 503,
+        message: str = "backend error",
+        after_applying: bool = False,
+    ) -> None:
+        """Answer the next call of `method_id` ("*": any) with an error; `after_applying`
+        carries the request out first, as when a response is lost on its way back."""
+        self.faults.append((method_id, status, message, after_applying))
 
     def count(self, method_suffix: str) -> int:
         return sum(1 for method_id, _ in self.requests if method_id.endswith(method_suffix))
@@ -208,12 +239,16 @@ class ControlPlane:
         )
         if method is None:
             return _error(404, f"{verb} {rest}: no such method in {api} {version}")
+        fault = None
         with self.lock:
             self.requests.append((method.id, rest))
-            for index, (target, status, message) in enumerate(self.faults):
+            for index, (target, status, message, after) in enumerate(self.faults):
                 if target in ("*", method.id):
                     del self.faults[index]
-                    return _error(status, message)
+                    if not after:
+                        return _error(status, message)
+                    fault = _error(status, message)
+                    break
         payload = json.loads(body) if body else None
         if "request" in method.spec:
             try:
@@ -221,7 +256,8 @@ class ControlPlane:
             except Invalid as error:
                 return _error(400, str(error), "INVALID_ARGUMENT")
         try:
-            return self._apply(method, rest, query, payload or {})
+            answer = self._apply(method, rest, query, payload or {})
+            return fault or answer
         except KeyError as missing:
             return _error(404, f"Resource not found: {missing}", "NOT_FOUND")
 
@@ -298,8 +334,19 @@ class ControlPlane:
                     return _error(
                         409, "The bucket you tried to delete is not empty.", "FAILED_PRECONDITION"
                     )
+                if self.store[key].get("state") == "ACTIVE" and "undelete" in _siblings(method):
+                    # Soft delete (Workload Identity pools and providers): kept as DELETED,
+                    # its name taken until undeleted.
+                    self.store[key]["state"] = "DELETED"
+                    return 200, self._operation(method, self.store[key])
                 del self.store[key]
                 return (204 if api == "storage" else 200), self._operation(method, {"name": name})
+            if action == "undelete":
+                resource = self.store[self._key(api, name)]
+                if resource.get("state") != "DELETED":
+                    return _error(400, f"{name} is not deleted", "FAILED_PRECONDITION")
+                resource["state"] = "ACTIVE"
+                return 200, self._operation(method, resource)
         return _error(501, f"the fake does not implement {method.id}", "UNIMPLEMENTED")
 
     def _key(self, api: str, name: str) -> str:
@@ -375,7 +422,9 @@ class ControlPlane:
             name = f"{resource.get('name')}/operations/op-{number}"
         else:
             name = f"operations/op-{number}"
-        if method.id in self.failed_operations:
+        if method.id in self.stuck_operations:
+            final = {"name": name, "done": False}
+        elif method.id in self.failed_operations:
             final = {"name": name, "done": True, "error": {"code": 9, "message": "build failed"}}
         else:
             final = {"name": name, "done": True, "response": resource}
@@ -393,6 +442,14 @@ class ControlPlane:
             policy = dict(sent) | {"etag": f"Bw{next(self._ids):06d}=="}
             self.policies[resource] = policy
         return policy
+
+
+def _siblings(method: Method) -> set[str]:
+    """The actions of the collection `method` belongs to."""
+    collection = method.id.rsplit(".", 1)[0]
+    return {
+        m.action for m in _routes(method.api, method.version) if m.id.startswith(collection + ".")
+    }
 
 
 def _list_field(method: Method) -> str:
@@ -419,6 +476,7 @@ def _error(status: int, message: str, reason: str = "UNAVAILABLE") -> tuple[int,
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go out as two writes
 
     def __init__(self, plane: ControlPlane, *args: Any) -> None:
         self.plane = plane
@@ -451,8 +509,9 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(prog="python -m local_stack.control_plane")
     parser.add_argument("--latency", type=float, default=0.0, help="seconds added per request")
+    parser.add_argument("--port", type=int, default=0, help="default: a free one")
     args = parser.parse_args()
-    with ControlPlane(latency_seconds=args.latency) as plane:
+    with ControlPlane(latency_seconds=args.latency, port=args.port) as plane:
         print(f"fake Google control plane at {plane.url}", flush=True)
         print(f"  GCP_STACK_API_ENDPOINT={plane.url} python -m gcp_stack plan", flush=True)
         stopped = threading.Event()

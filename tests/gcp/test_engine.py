@@ -2,42 +2,53 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
-from googleapiclient import discovery
-from googleapiclient.errors import HttpError
 
-from gcp_stack.__main__ import main
-from gcp_stack.engine import diff
-from gcp_stack.errors import ApplyFailed
-from local_stack.control_plane import endpoint
+from gcp_stack.engine import Engine, diff
+from gcp_stack.errors import ApplyFailed, GcpStackError
+from gcp_stack.resources import Topic
 
 FUNCTION_CREATE = "cloudfunctions.projects.locations.functions.create"
+TOPIC_CREATE = "pubsub.projects.topics.create"
+PROJECT = "skybridge-dev-000000"
+BUCKET = f"storage:b/{PROJECT}-skybridge-dev-assets"
+DEAD_LETTER_SUBSCRIPTION = f"pubsub:projects/{PROJECT}/subscriptions/skybridge-dev-dead-letter"
 
 
-def deploy(engine):
+def deploy(engine: Engine) -> Engine:
     engine.apply(engine.plan())
     return engine
 
 
-def test_second_plan_after_deploy_changes_nothing(make_engine):
+def test_deploy_then_plan_changes_nothing(make_engine):
     engine = deploy(make_engine())
     assert make_engine().plan().pending == []
     assert engine.outputs["function/skybridge-dev-ingest"]["url"].startswith("https://")
 
 
-def test_destroy_removes_every_stack_resource(make_engine, fake):
-    deploy(make_engine())
+def test_destroy_removes_every_stack_resource(make_engine, deployed):
     destroy = make_engine().plan(destroy=True)
     assert {c.action for c in destroy.pending} == {"delete"}
     make_engine().apply(destroy)
-    remaining = [key for key in fake.store if not key.startswith("serviceusage:")]
+    remaining = [
+        key
+        for key, resource in deployed.store.items()
+        if not key.startswith("serviceusage:") and resource.get("state") != "DELETED"
+    ]
     # APIs stay enabled. Eventarc's own trigger and subscription go with the function in
     # Google; the fake keeps them, so only those may remain.
     assert remaining and all("eventarc" in key for key in remaining), remaining
-    after = make_engine().plan()
-    assert {c.action for c in after.pending} == {"create"}
+    assert {c.action for c in make_engine().plan().pending} == {"create"}
+
+
+def test_deploy_after_destroy_undeletes_the_soft_deleted_identity_pool(make_engine, deployed):
+    make_engine().apply(make_engine().plan(destroy=True))
+    pool = f"iam:projects/{PROJECT}/locations/global/workloadIdentityPools/skybridge-dev-aws"
+    assert deployed.store[pool]["state"] == "DELETED"
+    deploy(make_engine())
+    assert deployed.store[pool]["state"] == "ACTIVE"
+    assert deployed.store[f"{pool}/providers/aws"]["state"] == "ACTIVE"
+    assert make_engine().plan().pending == []
 
 
 def test_transient_503_is_retried_transparently(make_engine, fake):
@@ -46,11 +57,21 @@ def test_transient_503_is_retried_transparently(make_engine, fake):
     assert fake.count("functions.create") == 3  # two functions, one retried once
 
 
+def test_client_error_is_not_retried_and_names_the_resource(make_engine, fake):
+    fake.fail_next(TOPIC_CREATE, 403, "permission denied")
+    with pytest.raises(ApplyFailed) as failed:
+        deploy(make_engine(deadline=10))
+    (key,) = failed.value.failures
+    assert key.startswith("topic/")
+    assert f"create {key}: HTTP 403: permission denied" in str(failed.value)
+    assert fake.count("topics.create") == 2  # two topics, neither retried
+
+
 def test_outage_mid_apply_stops_dependents_and_rerun_converges(make_engine, fake):
     for _ in range(200):
         fake.fail_next(FUNCTION_CREATE, 503)
     with pytest.raises(ApplyFailed) as failed:
-        deploy(make_engine(deadline=0.5))
+        deploy(make_engine(deadline=0.3))
     assert "function/skybridge-dev-ingest" in failed.value.failures
     assert any("run_service:skybridge-dev-ingest" in key for key in failed.value.skipped)
     assert "HTTP 503" in str(failed.value)
@@ -59,6 +80,12 @@ def test_outage_mid_apply_stops_dependents_and_rerun_converges(make_engine, fake
     assert {c.action for c in rerun.pending} == {"create"}
     assert "topic/skybridge-dev-submissions" not in {c.key for c in rerun.pending}
     make_engine().apply(rerun)
+    assert make_engine().plan().pending == []
+
+
+def test_create_whose_answer_was_lost_converges_without_a_rerun(make_engine, fake):
+    fake.fail_next(FUNCTION_CREATE, 503, after_applying=True)  # created, then 503; retry: 409
+    deploy(make_engine(deadline=10))
     assert make_engine().plan().pending == []
 
 
@@ -71,25 +98,42 @@ def test_failed_operation_names_the_resource_and_operation(make_engine, fake):
     assert "build failed" in str(error)
 
 
-def test_drift_is_planned_as_an_update_of_exactly_that_field(make_engine, fake):
-    deploy(make_engine())
-    fake.store["pubsub:projects/skybridge-dev-000000/subscriptions/skybridge-dev-dead-letter"][
-        "ackDeadlineSeconds"
-    ] = 10
+def test_operation_past_its_deadline_names_the_resource(make_engine, fake):
+    fake.stuck_operations.add(FUNCTION_CREATE)
+    with pytest.raises(ApplyFailed) as failed:
+        deploy(make_engine(operation_deadline=0.2))
+    error = failed.value.failures["function/skybridge-dev-ingest"]
+    assert "create function/skybridge-dev-ingest: not done after" in str(error)
+
+
+def test_drift_is_planned_as_an_update_of_exactly_that_field(make_engine, deployed):
+    deployed.store[DEAD_LETTER_SUBSCRIPTION]["ackDeadlineSeconds"] = 10
     plan = make_engine().plan()
     (change,) = plan.pending
-    assert change.action == "update"
+    assert (change.action, change.key) == ("update", "subscription/skybridge-dev-dead-letter")
     assert [(f.path, f.before, f.after) for f in change.fields] == [("ackDeadlineSeconds", 10, 60)]
+    assert change.mask == ["ackDeadlineSeconds"]
     make_engine().apply(plan)
+    assert deployed.store[DEAD_LETTER_SUBSCRIPTION]["ackDeadlineSeconds"] == 60
     assert make_engine().plan().pending == []
 
 
-def test_immutable_field_change_is_a_replacement(make_engine, fake):
-    deploy(make_engine())
-    fake.store["storage:b/skybridge-dev-000000-skybridge-dev-assets"]["location"] = "US"
+def test_nested_drift_updates_only_its_top_level_field(make_engine, deployed):
+    deployed.store[BUCKET]["versioning"] = {"enabled": False}
+    (change,) = make_engine().plan().pending
+    assert [(f.path, f.before, f.after) for f in change.fields] == [
+        ("versioning.enabled", False, True)
+    ]
+    assert change.mask == ["versioning"]
+    make_engine().apply(make_engine().plan())
+    assert make_engine().plan().pending == []
+
+
+def test_immutable_field_change_is_a_replacement(make_engine, deployed):
+    deployed.store[BUCKET]["location"] = "US"
     (change,) = make_engine().plan().pending
     assert change.action == "replace"
-    assert change.key == "bucket/skybridge-dev-000000-skybridge-dev-assets"
+    assert change.key == f"bucket/{PROJECT}-skybridge-dev-assets"
 
 
 def test_output_only_fields_never_cause_a_diff():
@@ -98,126 +142,60 @@ def test_output_only_fields_never_cause_a_diff():
     assert diff(desired, live) == []
 
 
-def test_ingest_is_invokable_by_the_relay_only(make_engine, fake):
-    deploy(make_engine())
-    (policy,) = [p for r, p in fake.policies.items() if r.endswith("services/skybridge-dev-ingest")]
-    members = {m for b in policy["bindings"] for m in b["members"]}
-    assert members == {
-        "serviceAccount:skybridge-dev-relay@skybridge-dev-000000.iam.gserviceaccount.com"
-    }
+def test_int64_fields_read_back_as_strings_are_equal():
+    assert diff({"maxDeliveryAttempts": 5}, {"maxDeliveryAttempts": "5"}) == []
 
 
-def test_provider_admits_only_the_relay_role_of_the_account(make_engine, fake):
-    deploy(make_engine())
-    (provider,) = [v for k, v in fake.store.items() if "/providers/" in k]
-    assert provider["aws"] == {"accountId": "111111111111"}
-    assert "'111111111111'" in provider["attributeCondition"]
-    assert "'skybridge-dev-relay'" in provider["attributeCondition"]
-
-
-def test_store_trigger_subscription_dead_letters(make_engine, fake):
-    deploy(make_engine())
-    (subscription,) = [v for k, v in fake.store.items() if "subscriptions/eventarc-" in k]
-    assert subscription["deadLetterPolicy"] == {
-        "deadLetterTopic": "projects/skybridge-dev-000000/topics/skybridge-dev-dead-letter",
-        "maxDeliveryAttempts": 5,
-    }
-
-
-@pytest.mark.parametrize(
-    ("body", "complaint"),
-    [
-        ({"labelz": {"a": "b"}}, 'Unknown name "labelz"'),
-        ({"state": "ACTIVE"}, "output-only"),
-        ({"labels": {"a": 5}}, "expected a string"),
-        ({"messageStoragePolicy": {"enforceInTransit": "yes"}}, "expected a boolean"),
-    ],
-)
-def test_fake_rejects_bodies_google_would_reject(fake, body, complaint):
-    from google.auth.credentials import AnonymousCredentials
-
-    pubsub = discovery.build(
-        "pubsub", "v1", credentials=AnonymousCredentials(), static_discovery=True,
-        client_options={"api_endpoint": endpoint(fake.url, "pubsub", "v1")},
-    )  # fmt: skip
-    with pytest.raises(HttpError) as rejected:
-        pubsub.projects().topics().create(name="projects/p/topics/t", body=body).execute()
-    assert rejected.value.status_code == 400
-    assert complaint in json.loads(rejected.value.content)["error"]["message"]
-
-
-def test_fake_rejects_a_bad_enum(fake):
-    from google.auth.credentials import AnonymousCredentials
-
-    functions = discovery.build(
-        "cloudfunctions", "v2", credentials=AnonymousCredentials(), static_discovery=True,
-        client_options={"api_endpoint": endpoint(fake.url, "cloudfunctions", "v2")},
-    )  # fmt: skip
-    body = {"serviceConfig": {"ingressSettings": "ALLOW_EVERYTHING"}}
-    with pytest.raises(HttpError) as rejected:
-        functions.projects().locations().functions().create(
-            parent="projects/p/locations/r", functionId="f", body=body
-        ).execute()
-    assert rejected.value.status_code == 400
-    assert "ALLOW_EVERYTHING" in json.loads(rejected.value.content)["error"]["message"]
-
-
-def test_cli_deploy_writes_outputs_and_plan_exits_0_after(fake, tmp_path, capsys):
-    common = ["--env", "dev", "--api-endpoint", fake.url, "--poll-interval", "0.01"]
-    assert main(["deploy", *common, "--auto-approve", "--outputs-dir", str(tmp_path)]) == 0
-    outputs = json.loads((tmp_path / "dev.json").read_text())
-    assert outputs["ingest_url"].startswith("https://")
-    assert outputs["service_account"].startswith("skybridge-dev-relay@")
-    config = outputs["credential_config"]
-    assert config["type"] == "external_account"
-    assert config["credential_source"]["environment_id"] == "aws1"
-    assert config["credential_source"]["imdsv2_session_token_url"].endswith("/latest/api/token")
-    assert config["audience"].endswith("/workloadIdentityPools/skybridge-dev-aws/providers/aws")
-    assert main(["plan", *common, "--detailed-exitcode"]) == 0
-    assert "no changes" in capsys.readouterr().out
-
-
-def test_cli_plan_detailed_exitcode_and_json(fake, capsys):
-    assert main(["plan", "--env", "dev", "--api-endpoint", fake.url, "--json",
-                 "--detailed-exitcode"]) == 2  # fmt: skip
-    plan = json.loads(capsys.readouterr().out)
-    actions = {change["action"] for change in plan["changes"]}
-    assert actions == {"create"}
-
-
-def test_cli_without_credentials_says_how_to_log_in(monkeypatch, tmp_path, capsys):
-    monkeypatch.delenv("GCP_STACK_API_ENDPOINT", raising=False)
-    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "none.json"))
-    assert main(["plan", "--env", "dev"]) == 1
-    assert "gcloud auth application-default login" in capsys.readouterr().out
-
-
-def test_cli_unknown_environment_is_a_clear_error(capsys):
-    assert main(["synth", "--env", "nope"]) == 2
-    assert "environments/nope.toml" in capsys.readouterr().out
-
-
-def test_cli_refuses_to_apply_without_a_terminal(fake, monkeypatch, capsys):
-    monkeypatch.setattr("sys.stdin.isatty", lambda: False)
-    assert main(["deploy", "--env", "dev", "--api-endpoint", fake.url]) == 1
-    assert "--auto-approve" in capsys.readouterr().out
-
-
-def test_labelled_resource_no_longer_declared_is_planned_for_deletion(make_engine, fake):
-    deploy(make_engine())
-    fake.store["pubsub:projects/skybridge-dev-000000/topics/skybridge-dev-retired"] = {
-        "name": "projects/skybridge-dev-000000/topics/skybridge-dev-retired",
+def test_labelled_resource_no_longer_declared_is_planned_for_deletion(make_engine, deployed):
+    topics = f"pubsub:projects/{PROJECT}/topics"
+    deployed.store[f"{topics}/skybridge-dev-retired"] = {
+        "name": f"projects/{PROJECT}/topics/skybridge-dev-retired",
         "labels": {"skybridge-stack": "skybridge-dev"},
     }
-    fake.store["pubsub:projects/skybridge-dev-000000/topics/someone-elses"] = {
-        "name": "projects/skybridge-dev-000000/topics/someone-elses",
+    deployed.store[f"{topics}/someone-elses"] = {
+        "name": f"projects/{PROJECT}/topics/someone-elses",
         "labels": {"team": "other"},
     }
     plan = make_engine().plan()
+    assert [(c.action, c.key) for c in plan.pending] == [("delete", "topic/skybridge-dev-retired")]
+    make_engine().apply(plan)
+    assert f"{topics}/skybridge-dev-retired" not in deployed.store
+    assert f"{topics}/someone-elses" in deployed.store
+    assert make_engine().plan().pending == []
+
+
+def test_dependency_cycle_is_refused(make_engine):
+    ctx = make_engine().ctx
+    a, b = Topic("topic/a", ("topic/b",)), Topic("topic/b", ("topic/a",))
+    with pytest.raises(GcpStackError, match="dependency cycle"):
+        Engine([a, b], ctx)
+
+
+def test_unknown_dependency_is_refused(make_engine):
+    with pytest.raises(GcpStackError, match="depends on unknown topic/missing"):
+        Engine([Topic("topic/a", ("topic/missing",))], make_engine().ctx)
+
+
+def test_prod_stack_with_email_channel_and_uptime_check_converges(make_engine, fake):
+    deploy(make_engine("prod", api_url="https://api.example.com"))
+    assert make_engine("prod", api_url="https://api.example.com").plan().pending == []
+    (channel,) = [v for k, v in fake.store.items() if "/notificationChannels/" in k]
+    assert channel["labels"] == {"email_address": "oncall@example.com"}
+    policies = [v for k, v in fake.store.items() if "/alertPolicies/" in k]
+    assert len(policies) == 3
+    assert all(p["notificationChannels"] == [channel["name"]] for p in policies)
+
+
+def test_labelled_alert_policy_no_longer_declared_is_planned_for_deletion(make_engine, deployed):
+    name = f"projects/{PROJECT}/alertPolicies/999"
+    deployed.store[f"monitoring:{name}"] = {
+        "name": name,
+        "displayName": "skybridge-dev: retired alert",
+        "userLabels": {"skybridge-stack": "skybridge-dev"},
+    }
+    plan = make_engine().plan()
     assert [(c.action, c.key) for c in plan.pending] == [
-        ("delete", "topic/skybridge-dev-retired")
+        ("delete", "alert_policy/skybridge-dev: retired alert")
     ]
     make_engine().apply(plan)
-    assert "pubsub:projects/skybridge-dev-000000/topics/skybridge-dev-retired" not in fake.store
-    assert "pubsub:projects/skybridge-dev-000000/topics/someone-elses" in fake.store
-    assert make_engine().plan().pending == []
+    assert f"monitoring:{name}" not in deployed.store

@@ -1,0 +1,107 @@
+"""What every resource kind shares: the Resource surface, the apply Context, references.
+
+    name → body() (declared fields only) → read(ctx) (None when absent)
+         → create(ctx) / update(ctx, mask) / delete(ctx)
+
+The engine diffs body() against what read() returns, field by field, so output-only and
+server-defaulted fields never cause an update; a change to a field in `immutable` plans a
+replacement.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from gcp_stack.api import Api
+
+STACK_LABEL = "skybridge-stack"
+REFERENCE = re.compile(r"\{output:([^}]+)\}")
+
+
+@dataclass
+class Context:
+    api: Api
+    project: str
+    region: str
+    artifact: Any = None  # runtime.packaging.Artifact, for function sources
+    project_number: str = ""
+    outputs: dict[str, dict[str, Any]] = field(default_factory=dict)  # key → live outputs
+    stack: str = ""  # the value of STACK_LABEL on everything this stack owns
+
+
+def resolve(value: Any, outputs: dict[str, dict[str, Any]]) -> Any:
+    """Replace `{output:<key>:<field>}` with another resource's live output."""
+    if isinstance(value, dict):
+        return {k: resolve(v, outputs) for k, v in value.items()}
+    if isinstance(value, list):
+        return [resolve(v, outputs) for v in value]
+    if isinstance(value, str) and REFERENCE.search(value):
+
+        def lookup(match: re.Match) -> str:
+            key, _, name = match.group(1).rpartition(":")
+            return str(outputs.get(key, {}).get(name) or match.group(0))
+
+        return REFERENCE.sub(lookup, value)
+    return value
+
+
+@dataclass
+class Resource:
+    key: str  # unique logical id, "kind/name"
+    depends_on: tuple[str, ...] = ()
+    kind: ClassVar[str] = "resource"
+    immutable: ClassVar[frozenset[str]] = frozenset()
+    deletable: ClassVar[bool] = True
+
+    @property
+    def name(self) -> str:
+        return self.key.split("/", 1)[1]
+
+    def body(self, ctx: Context) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def read(self, ctx: Context) -> dict[str, Any] | None:
+        raise NotImplementedError
+
+    def create(self, ctx: Context) -> None:
+        raise NotImplementedError
+
+    def update(self, ctx: Context, mask: list[str]) -> None:
+        raise NotImplementedError
+
+    def delete(self, ctx: Context) -> None:
+        raise NotImplementedError
+
+    def outputs(self, live: dict[str, Any]) -> dict[str, Any]:
+        return {}
+
+    @classmethod
+    def discover(cls, ctx: Context) -> list[Resource]:
+        """Live resources of this kind labelled as this stack's (for orphan detection)."""
+        return []
+
+
+def labelled(items: list[dict[str, Any]], ctx: Context) -> list[str]:
+    """Short names of the items whose stack label is this stack's."""
+    return [
+        item["name"].rsplit("/", 1)[-1]
+        for item in items
+        if ctx.stack and (item.get("labels") or {}).get(STACK_LABEL) == ctx.stack
+    ]
+
+
+def operation_getter(ctx: Context, api: str, version: str):
+    client = ctx.api.client(api, version)
+    if api == "iam":
+        pools = client.projects().locations().workloadIdentityPools()
+
+        def get(name: str):
+            owner = pools.providers() if "/providers/" in name else pools
+            return owner.operations().get(name=name)
+
+        return get
+    if api == "cloudfunctions":
+        return lambda name: client.projects().locations().operations().get(name=name)
+    return lambda name: client.operations().get(name=name)

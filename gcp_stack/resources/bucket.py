@@ -1,0 +1,109 @@
+"""A Cloud Storage bucket."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from gcp_stack.errors import ApiCallFailed
+from gcp_stack.resources.base import Context, Resource, labelled
+
+NEARLINE_MINIMUM_DAYS = 30
+
+
+@dataclass
+class Bucket(Resource):
+    location: str = ""
+    labels: dict[str, str] = field(default_factory=dict)
+    retention_days: int = 365
+    force_destroy: bool = False  # set by `destroy --force`
+    kind: ClassVar[str] = "bucket"
+    immutable: ClassVar[frozenset[str]] = frozenset({"location"})
+
+    def _buckets(self, ctx: Context):
+        return ctx.api.client("storage", "v1").buckets()
+
+    def body(self, ctx: Context) -> dict[str, Any]:
+        return {
+            "location": self.location.upper(),
+            "storageClass": "STANDARD",
+            "labels": self.labels,
+            "versioning": {"enabled": True},
+            "iamConfiguration": {
+                "uniformBucketLevelAccess": {"enabled": True},
+                "publicAccessPrevention": "enforced",
+            },
+            "lifecycle": {"rule": self._lifecycle()},
+        }
+
+    def _lifecycle(self) -> list[dict[str, Any]]:
+        rules: list[dict[str, Any]] = [
+            {"action": {"type": "Delete"}, "condition": {"age": self.retention_days}},
+            {"action": {"type": "Delete"},
+             "condition": {"isLive": False, "daysSinceNoncurrentTime": 30}},
+        ]  # fmt: skip
+        if self.retention_days >= 30 + NEARLINE_MINIMUM_DAYS:
+            # Only worth it when objects stay in Nearline for its minimum storage duration.
+            rules.insert(0, {"action": {"type": "SetStorageClass", "storageClass": "NEARLINE"},
+                             "condition": {"age": 30}})  # fmt: skip
+        return rules
+
+    def read(self, ctx: Context) -> dict[str, Any] | None:
+        return ctx.api.get_or_none(self.key, lambda: self._buckets(ctx).get(bucket=self.name))
+
+    def create(self, ctx: Context) -> None:
+        body = {"name": self.name} | self.body(ctx)
+        ctx.api.call(
+            self.key, "create", lambda: self._buckets(ctx).insert(project=ctx.project, body=body)
+        )
+
+    def update(self, ctx: Context, mask: list[str]) -> None:
+        body = {key: value for key, value in self.body(ctx).items() if key in mask}
+        ctx.api.call(
+            self.key, "update", lambda: self._buckets(ctx).patch(bucket=self.name, body=body)
+        )
+
+    def delete(self, ctx: Context) -> None:
+        if self.force_destroy:
+            self._empty(ctx)
+        try:
+            ctx.api.call(self.key, "delete", lambda: self._buckets(ctx).delete(bucket=self.name))
+        except ApiCallFailed as error:
+            if error.status != 409 or self.force_destroy:
+                raise
+            raise ApiCallFailed(
+                self.key, "delete", 409, "the bucket is not empty: `destroy --force` empties it"
+            ) from None
+
+    def _empty(self, ctx: Context) -> None:
+        """Delete every object version, a page at a time."""
+        objects = ctx.api.client("storage", "v1").objects()
+        token = None
+        while True:
+            page = (
+                ctx.api.call(
+                    self.key,
+                    "list objects",
+                    lambda token=token: objects.list(
+                        bucket=self.name, versions=True, pageToken=token
+                    ),
+                )
+                or {}
+            )
+            for item in page.get("items", []):
+                ctx.api.call(
+                    self.key,
+                    "delete object",
+                    lambda item=item: objects.delete(
+                        bucket=self.name, object=item["name"], generation=item.get("generation")
+                    ),
+                )
+            token = page.get("nextPageToken")
+            if not token:
+                return
+
+    @classmethod
+    def discover(cls, ctx: Context) -> list[Resource]:
+        buckets = ctx.api.client("storage", "v1").buckets()
+        found = ctx.api.call("buckets", "list", lambda: buckets.list(project=ctx.project))
+        return [cls(f"bucket/{name}") for name in labelled((found or {}).get("items", []), ctx)]

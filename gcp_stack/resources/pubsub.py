@@ -1,0 +1,111 @@
+"""Pub/Sub topics and subscriptions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from gcp_stack.resources.base import Context, Resource, labelled
+
+
+@dataclass
+class Topic(Resource):
+    labels: dict[str, str] = field(default_factory=dict)
+    retention: str = "604800s"
+    kind: ClassVar[str] = "topic"
+
+    def path(self, ctx: Context) -> str:
+        return f"projects/{ctx.project}/topics/{self.name}"
+
+    def _topics(self, ctx: Context):
+        return ctx.api.client("pubsub", "v1").projects().topics()
+
+    def body(self, ctx: Context) -> dict[str, Any]:
+        return {"labels": self.labels, "messageRetentionDuration": self.retention}
+
+    def read(self, ctx: Context) -> dict[str, Any] | None:
+        return ctx.api.get_or_none(self.key, lambda: self._topics(ctx).get(topic=self.path(ctx)))
+
+    def create(self, ctx: Context) -> None:
+        ctx.api.call(
+            self.key,
+            "create",
+            lambda: self._topics(ctx).create(name=self.path(ctx), body=self.body(ctx)),
+        )
+
+    def update(self, ctx: Context, mask: list[str]) -> None:
+        body = {"topic": self.body(ctx), "updateMask": ",".join(mask)}
+        ctx.api.call(
+            self.key, "update", lambda: self._topics(ctx).patch(name=self.path(ctx), body=body)
+        )
+
+    def delete(self, ctx: Context) -> None:
+        ctx.api.call(self.key, "delete", lambda: self._topics(ctx).delete(topic=self.path(ctx)))
+
+    @classmethod
+    def discover(cls, ctx: Context) -> list[Resource]:
+        topics = ctx.api.client("pubsub", "v1").projects().topics()
+        found = ctx.api.call(
+            "topics", "list", lambda: topics.list(project=f"projects/{ctx.project}")
+        )
+        return [cls(f"topic/{name}") for name in labelled((found or {}).get("topics", []), ctx)]
+
+
+@dataclass
+class Subscription(Resource):
+    topic: str = ""
+    labels: dict[str, str] = field(default_factory=dict)
+    ack_deadline_seconds: int = 60
+    retention: str = "604800s"
+    kind: ClassVar[str] = "subscription"
+    immutable: ClassVar[frozenset[str]] = frozenset({"topic"})
+
+    def path(self, ctx: Context) -> str:
+        return f"projects/{ctx.project}/subscriptions/{self.name}"
+
+    def _subscriptions(self, ctx: Context):
+        return ctx.api.client("pubsub", "v1").projects().subscriptions()
+
+    def body(self, ctx: Context) -> dict[str, Any]:
+        return {
+            "topic": f"projects/{ctx.project}/topics/{self.topic}",
+            "labels": self.labels,
+            "ackDeadlineSeconds": self.ack_deadline_seconds,
+            "messageRetentionDuration": self.retention,
+        }
+
+    def read(self, ctx: Context) -> dict[str, Any] | None:
+        return ctx.api.get_or_none(
+            self.key, lambda: self._subscriptions(ctx).get(subscription=self.path(ctx))
+        )
+
+    def create(self, ctx: Context) -> None:
+        ctx.api.call(
+            self.key,
+            "create",
+            lambda: self._subscriptions(ctx).create(name=self.path(ctx), body=self.body(ctx)),
+        )
+
+    def update(self, ctx: Context, mask: list[str]) -> None:
+        body = {"subscription": self.body(ctx), "updateMask": ",".join(mask)}
+        ctx.api.call(
+            self.key,
+            "update",
+            lambda: self._subscriptions(ctx).patch(name=self.path(ctx), body=body),
+        )
+
+    def delete(self, ctx: Context) -> None:
+        ctx.api.call(
+            self.key,
+            "delete",
+            lambda: self._subscriptions(ctx).delete(subscription=self.path(ctx)),
+        )
+
+    @classmethod
+    def discover(cls, ctx: Context) -> list[Resource]:
+        subscriptions = ctx.api.client("pubsub", "v1").projects().subscriptions()
+        found = ctx.api.call(
+            "subscriptions", "list", lambda: subscriptions.list(project=f"projects/{ctx.project}")
+        )
+        items = (found or {}).get("subscriptions", [])
+        return [cls(f"subscription/{name}") for name in labelled(items, ctx)]

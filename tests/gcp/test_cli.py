@@ -1,0 +1,108 @@
+"""`python -m gcp_stack …` against the fake control plane."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from gcp_stack.__main__ import main
+from tests.gcp.conftest import PROJECT_NUMBER
+
+PROJECT = "skybridge-dev-000000"
+BUCKET = f"{PROJECT}-skybridge-dev-assets"
+
+
+@pytest.fixture
+def cli(fake, tmp_path):
+    """main() pointed at the fake, writing outputs under tmp_path."""
+    common = ["--env", "dev", "--api-endpoint", fake.url, "--poll-interval", "0.01"]
+    return lambda command, *extra: main([command, *common, "--outputs-dir", str(tmp_path), *extra])
+
+
+def test_deploy_writes_the_outputs_the_aws_stack_reads(cli, deployed, tmp_path):
+    assert cli("deploy", "--auto-approve") == 0
+    outputs = json.loads((tmp_path / "dev.json").read_text())
+    assert {"ingest_url", "credential_config", "service_account", "bucket", "topic",
+            "dead_letter_topic"} <= outputs.keys()  # fmt: skip
+    assert outputs["ingest_url"].startswith("https://")
+    assert outputs["service_account"] == f"skybridge-dev-relay@{PROJECT}.iam.gserviceaccount.com"
+    assert outputs["bucket"] == BUCKET
+    assert outputs["topic"] == f"projects/{PROJECT}/topics/skybridge-dev-submissions"
+    assert outputs["dead_letter_topic"] == f"projects/{PROJECT}/topics/skybridge-dev-dead-letter"
+
+
+def test_credential_configuration_is_aws_external_account(cli, deployed, tmp_path):
+    assert cli("deploy", "--auto-approve") == 0
+    config = json.loads((tmp_path / "dev.json").read_text())["credential_config"]
+    assert config["type"] == "external_account"
+    assert config["audience"] == (
+        f"//iam.googleapis.com/projects/{PROJECT_NUMBER}/locations/global/"
+        "workloadIdentityPools/skybridge-dev-aws/providers/aws"
+    )
+    assert config["token_url"] == "https://sts.googleapis.com/v1/token"
+    assert config["subject_token_type"] == "urn:ietf:params:aws:token-type:aws4_request"
+    source = config["credential_source"]
+    assert source["environment_id"] == "aws1"
+    assert source["imdsv2_session_token_url"] == "http://169.254.169.254/latest/api/token"
+    assert source["regional_cred_verification_url"] == (
+        "https://sts.{region}.amazonaws.com?Action=GetCallerIdentity&Version=2011-06-15"
+    )
+
+
+def test_plan_after_deploy_exits_0_with_detailed_exitcode(cli, deployed, capsys):
+    assert cli("plan", "--detailed-exitcode") == 0
+    assert "no changes" in capsys.readouterr().out
+
+
+def test_plan_of_an_empty_project_exits_2_and_prints_json(cli, capsys):
+    assert cli("plan", "--json", "--detailed-exitcode") == 2
+    plan = json.loads(capsys.readouterr().out)
+    assert {change["action"] for change in plan["changes"]} == {"create"}
+    bucket = next(c for c in plan["changes"] if c["key"] == f"bucket/{BUCKET}")
+    assert {"path": "versioning", "before": None, "after": {"enabled": True}} in bucket["fields"]
+
+
+def test_plan_text_shows_the_drifted_field(cli, deployed, capsys):
+    deployed.store[f"storage:b/{BUCKET}"]["versioning"] = {"enabled": False}
+    assert cli("plan") == 0
+    out = capsys.readouterr().out
+    assert f"~ bucket/{BUCKET}" in out
+    assert "versioning.enabled: false → true" in out
+    assert "Plan: 1 to update." in out
+
+
+def test_destroy_refuses_a_non_empty_bucket_without_force(cli, deployed, capsys):
+    deployed.store[f"storage:b/{BUCKET}/o/a-submission"] = {"name": "a-submission"}
+    assert cli("destroy", "--auto-approve") == 1
+    assert "destroy --force" in capsys.readouterr().out
+    assert cli("destroy", "--auto-approve", "--force") == 0
+    assert not [key for key in deployed.store if key.startswith("storage:")]
+
+
+def test_uptime_check_watches_the_aws_api_when_its_url_is_known(cli, fake, tmp_path, capsys):
+    aws = tmp_path / "cdk-outputs.json"
+    aws.write_text(json.dumps({"skybridge-dev": {"ApiUrl": "https://api.example.com"}}))
+    assert cli("deploy", "--auto-approve", "--aws-outputs", str(aws)) == 0
+    (check,) = [v for k, v in fake.store.items() if "/uptimeCheckConfigs/" in k]
+    assert check["monitoredResource"]["labels"]["host"] == "api.example.com"
+    assert check["httpCheck"]["path"] == "/healthz"
+    assert check["httpCheck"]["useSsl"] is True
+
+
+def test_without_credentials_it_says_how_to_log_in(monkeypatch, tmp_path, capsys):
+    monkeypatch.delenv("GCP_STACK_API_ENDPOINT", raising=False)
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "none.json"))
+    assert main(["plan", "--env", "dev"]) == 1
+    assert "gcloud auth application-default login" in capsys.readouterr().out
+
+
+def test_unknown_environment_is_a_clear_error(capsys):
+    assert main(["synth", "--env", "nope"]) == 2
+    assert "environments/nope.toml" in capsys.readouterr().out
+
+
+def test_deploy_refuses_to_apply_without_a_terminal(cli, monkeypatch, capsys):
+    monkeypatch.setattr("sys.stdin.isatty", lambda: False)
+    assert cli("deploy") == 1
+    assert "--auto-approve" in capsys.readouterr().out

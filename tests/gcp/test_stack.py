@@ -1,0 +1,84 @@
+"""The desired state itself (no API calls): what each environment declares."""
+
+from __future__ import annotations
+
+import pytest
+
+import environments
+from gcp_stack import stack
+from gcp_stack.resources import STACK_LABEL, Context, Resource
+from runtime.settings import Settings
+
+
+@pytest.fixture(scope="module")
+def dev() -> dict[str, Resource]:
+    return {r.key: r for r in stack.build(environments.load("dev"))}
+
+
+@pytest.fixture(scope="module")
+def ctx(artifact) -> Context:
+    return Context(api=None, project="skybridge-dev-000000", region="europe-west1",
+                   artifact=artifact, project_number="1")  # fmt: skip
+
+
+def test_ingest_is_http_and_publishes_to_the_submissions_topic(dev, ctx):
+    body = dev["function/skybridge-dev-ingest"].body(ctx)
+    assert "eventTrigger" not in body
+    assert body["buildConfig"] == {"runtime": "python312", "entryPoint": "ingest"}
+    environment = body["serviceConfig"]["environmentVariables"]
+    assert environment["SKYBRIDGE_TOPIC"] == (
+        "projects/skybridge-dev-000000/topics/skybridge-dev-submissions"
+    )
+    assert body["serviceConfig"]["serviceAccountEmail"].startswith("skybridge-dev-ingest@")
+
+
+def test_store_is_triggered_by_the_topic_and_retried_on_failure(dev, ctx):
+    body = dev["function/skybridge-dev-store"].body(ctx)
+    assert body["buildConfig"]["entryPoint"] == "store"
+    assert body["eventTrigger"]["pubsubTopic"].endswith("/topics/skybridge-dev-submissions")
+    assert body["eventTrigger"]["retryPolicy"] == "RETRY_POLICY_RETRY"
+    environment = body["serviceConfig"]["environmentVariables"]
+    assert environment["SKYBRIDGE_BUCKET"] == "skybridge-dev-000000-skybridge-dev-assets"
+
+
+def test_function_settings_are_ones_the_runtime_reads(dev, ctx):
+    known = {f"SKYBRIDGE_{name.upper()}" for name in Settings.model_fields}
+    for key in ("function/skybridge-dev-ingest", "function/skybridge-dev-store"):
+        variables = dev[key].body(ctx)["serviceConfig"]["environmentVariables"]
+        assert variables.keys() <= known, variables.keys() - known
+
+
+def test_runtime_and_delivery_attempts_come_from_the_environment(ctx):
+    prod = {r.key: r for r in stack.build(environments.load("prod"))}
+    assert prod["function/skybridge-prod-ingest"].body(ctx)["buildConfig"]["runtime"] == "python313"
+    assert prod["trigger_dead_letter_policy/skybridge-prod-store"].max_delivery_attempts == 10
+
+
+def test_labellable_resources_carry_the_stack_label(dev, ctx):
+    for resource in dev.values():
+        if resource.kind in {"topic", "subscription", "bucket", "function"}:
+            assert resource.body(ctx)["labels"][STACK_LABEL] == "skybridge-dev", resource.key
+
+
+def test_uptime_check_only_when_the_api_url_is_known(dev):
+    assert not [key for key in dev if key.startswith("uptime_check/")]
+    with_url = stack.build(environments.load("dev"), api_url="http://alb.example.com")
+    (check,) = [r for r in with_url if r.key.startswith("uptime_check/")]
+    assert check.spec["httpCheck"]["port"] == 80
+
+
+def test_dashboard_covers_functions_pubsub_dead_letters_and_objects(dev, ctx):
+    tiles = dev["dashboard/skybridge-dev"].body(ctx)["mosaicLayout"]["tiles"]
+    titles = {tile["widget"]["title"] for tile in tiles}
+    assert {"Function executions", "Function latency (p99)", "Function errors (5xx)",
+            "Pub/Sub publish rate", "Undelivered messages", "Oldest unacked age (s)",
+            "Dead letters", "Objects written"} == titles  # fmt: skip
+
+
+def test_alerts_cover_errors_backlog_and_dead_letters(dev):
+    alerts = {key for key in dev if key.startswith("alert_policy/")}
+    assert alerts == {
+        "alert_policy/skybridge-dev: function errors",
+        "alert_policy/skybridge-dev: delivery backlog",
+        "alert_policy/skybridge-dev: dead letters",
+    }

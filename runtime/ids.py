@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 from datetime import UTC, datetime
 
@@ -11,9 +12,24 @@ _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford base32
 _PAIRS = [a + b for a in _ALPHABET for b in _ALPHABET]
 
 
+_RANDOM_MAX = (1 << 80) - 1
+_last = [0, 0]  # millisecond and random part of the previous id of this process
+_lock = threading.Lock()
+# A forked child must not continue its parent's sequence: both would make the same ids.
+os.register_at_fork(after_in_child=lambda: _last.__setitem__(slice(None), (0, 0)))
+
+
 def new_id(now: datetime | None = None) -> str:
+    """A ULID, monotonic within the process: in the millisecond of the previous id, the
+    random part is the previous one's plus one (ULID's monotonic mode)."""
     millis = int((now.timestamp() if now else time.time()) * 1000)
-    value = (millis << 80) | int.from_bytes(os.urandom(10), "big")
+    with _lock:
+        if millis == _last[0] and _last[1] < _RANDOM_MAX:
+            random = _last[1] + 1
+        else:
+            random = int.from_bytes(os.urandom(10), "big")
+        _last[:] = millis, random
+    value = (millis << 80) | random
     return "".join([_PAIRS[(value >> shift) & 1023] for shift in range(120, -1, -10)])
 
 

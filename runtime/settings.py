@@ -6,19 +6,30 @@ a local run; a value the current process needs but lacks fails at start naming t
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, ValidationError
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+PREFIX = "SKYBRIDGE_"
 
 
 class SettingsError(RuntimeError):
     """A setting is missing or invalid; the message names the environment variable."""
 
 
-class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="SKYBRIDGE_", extra="ignore", frozen=True)
+class Settings(BaseModel):
+    """Values given as arguments win over `SKYBRIDGE_*` variables, which win over defaults.
+
+    A plain pydantic model reading the environment itself: pydantic-settings did the same
+    for these flat fields but added a third of each function's cold start (its import).
+    """
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    def __init__(self, **values: Any) -> None:
+        super().__init__(**(_from_environment() | values))
 
     # Database. On AWS the URL's credentials come from the Secrets Manager secret instead.
     database_url: str = "sqlite:///.local_stack/skybridge.sqlite3"
@@ -61,6 +72,14 @@ class Settings(BaseSettings):
         missing = [f"SKYBRIDGE_{name.upper()}" for name in fields if not getattr(self, name)]
         if missing:
             raise SettingsError(f"missing required setting(s): {', '.join(missing)}")
+
+
+def _from_environment() -> dict[str, str]:
+    return {
+        name[len(PREFIX) :].lower(): value
+        for name, value in os.environ.items()
+        if name.upper().startswith(PREFIX)
+    }
 
 
 @lru_cache(maxsize=1)

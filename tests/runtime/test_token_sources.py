@@ -223,7 +223,7 @@ def test_gce_metadata_unreachable_is_a_token_error():
 
 
 def settings(**values) -> Settings:
-    return Settings(_env_file=None, **values)
+    return Settings(**values)
 
 
 def test_none_sends_no_authorization():

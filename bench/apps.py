@@ -1,6 +1,8 @@
 """The baselines the benchmarks compare with, served by the same gunicorn command line.
 
 * `baseline_app()` — parses the JSON and answers 202, no database: the ceiling.
+* `api_without_write_app()` — our API with the accept path's database write taken out:
+  the most the accept benchmark could reach if the write cost nothing.
 * `naive_app()`    — the design we did not build: forwards each submission synchronously
   to the ingest endpoint and answers only when that returns.
 * `fake_ingest_app()` — an ingest endpoint that publishes nothing: answers every item
@@ -32,6 +34,17 @@ def baseline_app() -> Flask:
         return {"status": "ok"}
 
     return app
+
+
+def api_without_write_app() -> Flask:
+    import runtime.submissions
+    from runtime.api import create_app
+
+    def write_nothing(engine, rows) -> None:
+        """Everything of the accept path but the INSERTs and the COMMIT."""
+
+    runtime.submissions.insert_rows = write_nothing
+    return create_app()
 
 
 def naive_app() -> Flask:

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -157,7 +158,10 @@ class LocalStack:
         return [name for name, child in self.children.items() if not child.alive]
 
     def stop(self) -> None:
-        """Stop every process, newest first; safe to call twice and after a child died."""
+        """Stop every process; safe to call twice and after a child died. All are told at
+        once (newest first) and then waited for, so stopping takes as long as the slowest."""
+        for name in reversed(list(self.children)):
+            self.children[name].signal(signal.SIGTERM)
         for name in reversed(list(self.children)):
             self.children[name].stop()
         self.gcs.stop()

@@ -649,12 +649,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--smoke", action="store_true", help="a few seconds, every benchmark")
     parser.add_argument("--output", type=Path, default=HERE)
     parser.add_argument("--only", nargs="*", help="run only these benchmarks")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        help=f"gunicorn workers of the accept benchmarks' servers (default {WORKERS}, as on EC2)",
+    )
     args = parser.parse_args(argv)
     cfg = (
         Settings(duration=1, repeats=1, e2e_seconds=1, cold_runs=1, warmup=0, workers=1)
         if args.smoke
         else Settings(duration=4, repeats=3)
     )
+    if args.workers:
+        cfg.workers = args.workers
     console = Console(width=140)
     if not wrk_path():
         console.print(f"[yellow]wrk not found: load comes from the Python generator; {WRK_HINT}")

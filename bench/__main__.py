@@ -141,11 +141,12 @@ def median(runs: list[dict], key: str) -> float:
 
 def bench_accept(name: str, database_url: str, body: Path, cfg: Settings, logs: Path) -> Record:
     database = database_server_pid() if database_url.startswith("mysql") else None
-    ours, base, unwritten = side_by_side(
+    ours, base, unwritten, textbook = side_by_side(
         [
             ("subject", "runtime.api:create_app()", api_env(database_url)),
             ("baseline", "bench.apps:baseline_app()", {}),
             ("without-write", "bench.apps:api_without_write_app()", api_env(database_url)),
+            ("straightforward", "bench.apps:straightforward_app()", api_env(database_url)),
         ],
         body,
         cfg,
@@ -174,6 +175,9 @@ def bench_accept(name: str, database_url: str, body: Path, cfg: Settings, logs: 
         without_write_value=round(median(unwritten, "rate")),
         without_write_ratio=round(median(unwritten, "rate") / baseline, 2),
         without_write_cpu_ms_per_request=round(median(unwritten, "server_cpu_ms"), 2),
+        straightforward_value=round(median(textbook, "rate")),
+        straightforward_ratio=round(median(textbook, "rate") / baseline, 2),
+        straightforward_cpu_ms_per_request=round(median(textbook, "server_cpu_ms"), 2),
     )
     if database:
         database_cpu = median(ours, "database_cpu_ms")
@@ -658,7 +662,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = (
         Settings(duration=1, repeats=1, e2e_seconds=1, cold_runs=1, warmup=0, workers=1)
         if args.smoke
-        else Settings(duration=4, repeats=3)
+        else Settings(duration=3, repeats=3)
     )
     if args.workers:
         cfg.workers = args.workers

@@ -3,6 +3,9 @@
 * `baseline_app()` — parses the JSON and answers 202, no database: the ceiling.
 * `api_without_write_app()` — our API with the accept path's database write taken out:
   the most the accept benchmark could reach if the write cost nothing.
+* `straightforward_app()` — the same two rows written the textbook way: Flask, SQLAlchemy
+  Core on a pooled engine (8 connections, pre-ping), both INSERTs in `engine.begin()`, no
+  validation beyond parsing the JSON. The issue's reference figure (0.37) describes it.
 * `naive_app()`    — the design we did not build: forwards each submission synchronously
   to the ingest endpoint and answers only when that returns.
 * `fake_ingest_app()` — an ingest endpoint that publishes nothing: answers every item
@@ -45,6 +48,51 @@ def api_without_write_app() -> Flask:
 
     runtime.submissions.insert_rows = write_nothing
     return create_app()
+
+
+def straightforward_app() -> Flask:
+    import uuid
+    from datetime import UTC, datetime
+
+    from sqlalchemy import create_engine, insert
+
+    from runtime.db import migrate, outbox, submissions
+
+    engine = create_engine(os.environ["SKYBRIDGE_DATABASE_URL"], pool_size=8, pool_pre_ping=True)
+    migrate(engine)
+    app = Flask(__name__)
+
+    @app.post("/v1/submissions")
+    def accept():
+        payload = json.loads(request.get_data())
+        now = datetime.now(UTC)
+        sid = uuid.uuid4().hex[:26]
+        with engine.begin() as connection:
+            connection.execute(
+                insert(submissions).values(
+                    id=sid,
+                    schema_version="1",
+                    type=payload["type"],
+                    body=json.dumps(payload),
+                    sha256="",
+                    status="accepted",
+                    attempts=0,
+                    received_at=now,
+                    updated_at=now,
+                )
+            )
+            connection.execute(
+                insert(outbox).values(
+                    submission_id=sid, created_at=now, available_at=now, attempts=0
+                )
+            )
+        return Response(json.dumps({"id": sid}), status=202, mimetype="application/json")
+
+    @app.get("/healthz")
+    def healthz():
+        return {"status": "ok"}
+
+    return app
 
 
 def naive_app() -> Flask:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sqlite3
 import sys
 import threading
 import time
@@ -116,8 +117,10 @@ schema_migrations = Table(
 
 
 def _v1_outbox(connection: Connection) -> None:
-    submissions.create(connection)
-    outbox.create(connection)
+    # checkfirst: MySQL commits each CREATE by itself, so a run that died between the two
+    # (or before recording the version) must be able to finish the job.
+    submissions.create(connection, checkfirst=True)
+    outbox.create(connection, checkfirst=True)
 
 
 # Append only: a migration, once released, never changes.
@@ -125,31 +128,56 @@ MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "submissions and outbox", _v1_outbox),
 ]
 
+MIGRATION_LOCK = "skybridge_migrate"
 
-def migrate(engine: Engine) -> list[int]:
-    """Apply pending migrations; safe to run from several instances at once."""
+
+class MigrationLockTimeout(RuntimeError):
+    """Another process held the migration lock for longer than we would wait."""
+
+
+def migrate(engine: Engine, lock_timeout: int = 60) -> list[int]:
+    """Apply pending migrations; safe to run from several processes and instances at once.
+
+    Each migration commits together with its row in `schema_migrations`, and the versions
+    are read again inside that transaction: on MySQL under a named lock (GET_LOCK) that is
+    released only after the commit, on SQLite under the write lock that BEGIN IMMEDIATE
+    takes. (Releasing the lock before the commit let a second process see no version row
+    and create the tables again.)
+    """
     applied: list[int] = []
-    with engine.begin() as connection:
+    with engine.connect() as connection:
         mysql_family = connection.dialect.name in ("mysql", "mariadb")
         if mysql_family:
-            connection.execute(text("SELECT GET_LOCK('skybridge_migrate', 60)"))
-        try:
-            schema_migrations.create(connection, checkfirst=True)
-            done = set(connection.scalars(select(schema_migrations.c.version)))
-            for version, description, apply in MIGRATIONS:
-                if version in done:
-                    continue
-                apply(connection)
-                connection.execute(
-                    schema_migrations.insert().values(
-                        version=version, description=description, applied_at=utcnow()
-                    )
+            got = connection.scalar(
+                text("SELECT GET_LOCK(:name, :timeout)"),
+                {"name": MIGRATION_LOCK, "timeout": lock_timeout},
+            )
+            connection.commit()
+            if got != 1:
+                raise MigrationLockTimeout(
+                    f"another process held the migration lock {MIGRATION_LOCK!r} for more "
+                    f"than {lock_timeout}s; run `python -m runtime.db migrate` again"
                 )
+        try:
+            with connection.begin():
+                schema_migrations.create(connection, checkfirst=True)
+            for version, description, apply in MIGRATIONS:
+                with connection.begin():
+                    done = set(connection.scalars(select(schema_migrations.c.version)))
+                    if version in done:
+                        continue
+                    apply(connection)
+                    connection.execute(
+                        schema_migrations.insert().values(
+                            version=version, description=description, applied_at=utcnow()
+                        )
+                    )
                 applied.append(version)
                 log.info("migration applied", extra={"event": "db.migrated", "version": version})
         finally:
             if mysql_family:
-                connection.execute(text("SELECT RELEASE_LOCK('skybridge_migrate')"))
+                connection.execute(text("SELECT RELEASE_LOCK(:name)"), {"name": MIGRATION_LOCK})
+                connection.commit()
     return applied
 
 
@@ -236,9 +264,9 @@ def _sqlite_engine(url) -> Engine:
         # so concurrent writers queue on busy_timeout instead of failing to upgrade.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA busy_timeout=15000")
+        _journal_mode_wal(cursor)
+        cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
 
     @event.listens_for(engine, "begin")
@@ -247,6 +275,23 @@ def _sqlite_engine(url) -> Engine:
         connection.connection.driver_connection.execute("BEGIN IMMEDIATE")
 
     return engine
+
+
+def _journal_mode_wal(cursor, timeout: float = 15.0) -> None:
+    """Switch a new database file to WAL (the mode persists in the file). Processes that
+    open a new file together (gunicorn's workers) race for this; SQLite answers the losers
+    "database is locked" at once, without waiting on busy_timeout, so wait here."""
+    deadline = time.monotonic() + timeout
+    delay = 0.005
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.2)
 
 
 class _PreparedInsert:

@@ -41,6 +41,12 @@ def _discovery_document(api: str, version: str) -> dict:
     return json.loads(get_static_doc(api, version))
 
 
+def endpoint(base_url: str, api: str, version: str) -> str:
+    """The api_endpoint of `api` on a server that serves every API under one URL (the fake
+    control plane): `<base_url>/<api>.<version>/<servicePath>`."""
+    return f"{base_url}/{api}.{version}/{_discovery_document(api, version)['servicePath']}"
+
+
 def _retryable(error: BaseException) -> bool:
     if isinstance(error, HttpError):
         return error.status_code in RETRYABLE_STATUS
@@ -131,8 +137,6 @@ class Api:
             if (api, version) not in self._clients:
                 options = None
                 if self.endpoint:
-                    from local_stack.control_plane import endpoint
-
                     options = {"api_endpoint": endpoint(self.endpoint, api, version)}
                 self._clients[api, version] = _Collections(
                     discovery.build_from_document(

@@ -12,7 +12,7 @@ out), operations that fail or never finish, and per-request latency; `state()` a
 `load()` copy a deployed fake into a fresh one.
 
 Clients reach API `<api>` `<version>` at `<url>/<api>.<version>/<servicePath>` (see
-`endpoint()`), for example `<url>/storage.v1/storage/v1/`.
+`gcp_stack.api.endpoint()`), for example `<url>/storage.v1/storage/v1/`.
 """
 
 from __future__ import annotations
@@ -47,11 +47,6 @@ APIS = {
     "eventarc": "v1",
 }
 DASHBOARDS = ("monitoring", "v1")  # dashboards live in monitoring v1
-
-
-def endpoint(base_url: str, api: str, version: str) -> str:
-    """The api_endpoint a discovery client uses to reach `api` on the fake."""
-    return f"{base_url}/{api}.{version}/{_document(api, version)['servicePath']}"
 
 
 @functools.cache
@@ -339,7 +334,14 @@ class ControlPlane:
                     # its name taken until undeleted.
                     self.store[key]["state"] = "DELETED"
                     return 200, self._operation(method, self.store[key])
-                del self.store[key]
+                deleted = self.store.pop(key)
+                trigger = deleted.get("eventTrigger", {}).get("trigger")
+                if api == "cloudfunctions" and trigger:
+                    # Google deletes the Eventarc trigger it made, and that trigger's
+                    # subscription, with the function.
+                    made = self.store.pop(self._key("eventarc", trigger), {})
+                    subscription = made.get("transport", {}).get("pubsub", {}).get("subscription")
+                    self.store.pop(self._key("pubsub", subscription or ""), None)
                 return (204 if api == "storage" else 200), self._operation(method, {"name": name})
             if action == "undelete":
                 resource = self.store[self._key(api, name)]

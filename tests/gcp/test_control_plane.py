@@ -10,7 +10,8 @@ from google.auth.credentials import AnonymousCredentials
 from googleapiclient import discovery
 from googleapiclient.errors import HttpError
 
-from local_stack.control_plane import ControlPlane, endpoint
+from gcp_stack.api import endpoint
+from local_stack.control_plane import ControlPlane
 
 TOPIC = "projects/p/topics/t"
 

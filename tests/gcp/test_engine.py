@@ -35,9 +35,8 @@ def test_destroy_removes_every_stack_resource(make_engine, deployed):
         for key, resource in deployed.store.items()
         if not key.startswith("serviceusage:") and resource.get("state") != "DELETED"
     ]
-    # APIs stay enabled. Eventarc's own trigger and subscription go with the function in
-    # Google; the fake keeps them, so only those may remain.
-    assert remaining and all("eventarc" in key for key in remaining), remaining
+    # APIs stay enabled; Eventarc's own trigger and subscription go with the function.
+    assert remaining == []
     assert {c.action for c in make_engine().plan().pending} == {"create"}
 
 

@@ -1,5 +1,6 @@
-"""Network: a VPC over two AZs, public subnets for the load balancer only, private subnets
-for instances and database, flow logs, and VPC endpoints so no NAT is needed for AWS APIs."""
+"""Network: a VPC over two AZs, public subnets for the load balancer and the NAT gateways,
+private subnets for instances (egress to Google through NAT) and database (no route out),
+flow logs, and VPC endpoints so AWS API calls stay off the NAT and the internet."""
 
 from __future__ import annotations
 
@@ -22,12 +23,8 @@ class Network(Construct):
             nat_gateways=nat_gateways,
             subnet_configuration=[
                 ec2.SubnetConfiguration(name="public", subnet_type=ec2.SubnetType.PUBLIC),
-                ec2.SubnetConfiguration(
-                    name="app",
-                    subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS
-                    if nat_gateways
-                    else ec2.SubnetType.PRIVATE_ISOLATED,
-                ),
+                # The relay reaches Google through the NAT gateways.
+                ec2.SubnetConfiguration(name="app", subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS),
                 ec2.SubnetConfiguration(name="data", subnet_type=ec2.SubnetType.PRIVATE_ISOLATED),
             ],
         )

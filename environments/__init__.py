@@ -29,7 +29,7 @@ class _Section(BaseModel):
 class AwsSettings(_Section):
     account: Annotated[str, Field(pattern=r"^\d{12}$")]
     region: Annotated[str, Field(pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")]
-    nat_gateways: Annotated[int, Field(ge=0, le=2)] = 0
+    nat_gateways: Annotated[int, Field(le=2)] = 1
     instance_type: str = "t4g.small"
     min_capacity: Annotated[int, Field(ge=1)] = 2
     max_capacity: Annotated[int, Field(ge=1)] = 4
@@ -39,6 +39,17 @@ class AwsSettings(_Section):
     db_backup_retention_days: Annotated[int, Field(ge=1, le=35)] = 7
     certificate_arn: str = ""
     relay_role_name: Annotated[str, Field(pattern=r"^[\w+=,.@-]{1,64}$")]
+
+    @field_validator("nat_gateways")
+    @classmethod
+    def _egress(cls, value: int) -> int:
+        if value < 1:
+            raise ValueError(
+                "must be 1 or 2: the relay calls Google (STS, IAM Credentials, the ingest "
+                "function) from the private subnets, through a NAT gateway; AWS APIs go "
+                "through VPC endpoints either way"
+            )
+        return value
 
     @field_validator("instance_type")
     @classmethod

@@ -37,6 +37,14 @@ class Child:
         self.process: subprocess.Popen | None = None
 
     def start(self, ready: Callable[[], bool] | None = None, timeout: float = 30.0) -> Child:
+        """Start the process and, given a readiness check, wait until it passes."""
+        self.spawn()
+        if ready is not None:
+            self.wait_ready(ready, timeout)
+        return self
+
+    def spawn(self) -> Child:
+        """Start the process without waiting for it (see wait_ready)."""
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
@@ -48,8 +56,9 @@ class Child:
                 start_new_session=True,
                 preexec_fn=_die_with_parent,
             )
-        if ready is None:
-            return self
+        return self
+
+    def wait_ready(self, ready: Callable[[], bool], timeout: float = 30.0) -> Child:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if not self.alive:

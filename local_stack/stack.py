@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -95,15 +96,18 @@ class LocalStack:
     # -- lifecycle ------------------------------------------------------------------------
 
     def start(self) -> LocalStack:
+        """Start everything, in parallel where nothing depends on the order: the functions
+        and the API boot while the emulators come up and the database migrates; resources
+        are created once the emulators answer; the relay starts after the migration."""
         try:
+            waiting = [self._spawn(name) for name in ("pubsub", "store", "ingest", "api")]
             self.gcs.start()
-            self._start_pubsub()
-            self._create_resources()
-            self.start_component("store")
-            self.start_component("ingest")
-            self._migrate()
-            self.start_component("api")
-            self.start_component("relay")
+            self._migrate()  # before anything is ready, so before the API takes a request
+            waiting.append(self._spawn("relay"))
+            for name, ready in waiting:
+                self.children[name].wait_ready(ready)
+                if name == "pubsub":
+                    self._create_resources()
         except BaseException:
             self.stop()
             raise
@@ -138,6 +142,11 @@ class LocalStack:
         return Child(name, argv, env, self.logs)
 
     def start_component(self, name: str) -> None:
+        _, ready = self._spawn(name)
+        self.children[name].wait_ready(ready)
+
+    def _spawn(self, name: str) -> tuple[str, Callable[[], bool]]:
+        """Start one process; its name and the check that says it is ready."""
         child = self._child(name)
         ready = {
             "pubsub": tcp_ready(self.ports["pubsub"]),
@@ -146,7 +155,8 @@ class LocalStack:
             "api": http_ready(self.url("api") + "/healthz"),
             "relay": log_ready(child.log_path, '"event": "relay.started"'),
         }[name]
-        self.children[name] = child.start(ready)
+        self.children[name] = child.spawn()
+        return name, ready
 
     def stop_component(self, name: str) -> None:
         self.children[name].stop()
@@ -173,9 +183,6 @@ class LocalStack:
         self.stop()
 
     # -- set-up ---------------------------------------------------------------------------
-
-    def _start_pubsub(self) -> None:
-        self.start_component("pubsub")
 
     def publisher(self):
         """A real Pub/Sub publisher client on this stack's emulator (no process-wide env)."""

@@ -51,7 +51,7 @@ bench-smoke: $(STAMP)
 deploy: $(STAMP) $(NODE_STAMP)
 	$(BIN)/python -m deployment.preflight --env $(ENV)
 	$(BIN)/python -m gcp_stack deploy --env $(ENV) --auto-approve
-	$(CDK) deploy --all -c env=$(ENV) --require-approval never --outputs-file cdk-outputs/$(ENV).json
+	$(CDK) deploy --all -c env=$(ENV) -c wheelhouse=true --require-approval never --outputs-file cdk-outputs/$(ENV).json
 	$(BIN)/python -m gcp_stack deploy --env $(ENV) --auto-approve
 
 smoke: $(STAMP)

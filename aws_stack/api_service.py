@@ -2,8 +2,9 @@
 instances on Amazon Linux 2023 running gunicorn (the API) and the relay as systemd units.
 
 The instances install the one runtime artifact (a CDK asset built by runtime.packaging),
-read their settings from SSM parameters and the database secret at start, and ship their
-logs (including EMF metric lines) to CloudWatch through the CloudWatch agent.
+from a wheelhouse shipped as a second asset when the app is given one (`-c wheelhouse=true`)
+or else from PyPI; they read their settings from SSM parameters and the database secret at
+start, and ship their logs (including EMF metric lines) to CloudWatch through the agent.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from runtime import commands
 APP_PORT = 8000
 APP_DIR = "/opt/skybridge/app"
 VENV = "/opt/skybridge/venv"
+WHEELHOUSE = "/opt/skybridge/wheelhouse"
 PYTHON = f"{VENV}/bin/python"
 RDS_CA = "/opt/skybridge/rds-global-bundle.pem"
 RDS_CA_URL = "https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem"
@@ -54,6 +56,7 @@ class ApiService(Construct):
         vpc: ec2.IVpc,
         app_subnets: ec2.SubnetSelection,
         artifact: Path,
+        wheelhouse: Path | None = None,
         database_secret: secretsmanager.ISecret,
         gcp: GcpTarget,
         instance_type: str,
@@ -106,6 +109,10 @@ class ApiService(Construct):
         )
         asset = s3_assets.Asset(self, "Artifact", path=str(artifact))
         asset.grant_read(self.role)
+        wheels = None
+        if wheelhouse is not None:  # a directory: CDK zips it
+            wheels = s3_assets.Asset(self, "Wheelhouse", path=str(wheelhouse))
+            wheels.grant_read(self.role)
         database_secret.grant_read(self.role)
         for parameter in self.parameters.values():
             parameter.grant_read(self.role)
@@ -134,7 +141,7 @@ class ApiService(Construct):
                     ),
                 )
             ],
-            user_data=self._user_data(asset, database_secret, log_prefix),
+            user_data=self._user_data(asset, wheels, database_secret, log_prefix),
         )
         self.group = autoscaling.AutoScalingGroup(
             self,
@@ -206,13 +213,30 @@ class ApiService(Construct):
         )
 
     def _user_data(
-        self, asset: s3_assets.Asset, secret: secretsmanager.ISecret, log_prefix: str
+        self,
+        asset: s3_assets.Asset,
+        wheels: s3_assets.Asset | None,
+        secret: secretsmanager.ISecret,
+        log_prefix: str,
     ) -> ec2.UserData:
         region = Stack.of(self).region
         user_data = ec2.UserData.for_linux()
         zip_path = user_data.add_s3_download_command(
             bucket=asset.bucket, bucket_key=asset.s3_object_key, local_file="/opt/skybridge/app.zip"
         )
+        install = f"{VENV}/bin/pip install --quiet -r {APP_DIR}/requirements.txt"
+        unpack_wheels = []
+        if wheels is not None:
+            wheels_zip = user_data.add_s3_download_command(
+                bucket=wheels.bucket,
+                bucket_key=wheels.s3_object_key,
+                local_file="/opt/skybridge/wheelhouse.zip",
+            )
+            unpack_wheels = [f"rm -rf {WHEELHOUSE} && unzip -q {wheels_zip} -d {WHEELHOUSE}"]
+            install = (
+                f"{VENV}/bin/pip install --quiet --no-index --find-links {WHEELHOUSE}/wheels "
+                f"-r {APP_DIR}/requirements.txt"
+            )
         settings = {
             "SKYBRIDGE_DATABASE_URL": "mysql+pymysql://placeholder/skybridge",
             "SKYBRIDGE_DATABASE_SECRET_ARN": secret.secret_arn,
@@ -269,8 +293,9 @@ class ApiService(Construct):
             "dnf install -y python3.12 python3.12-pip unzip amazon-cloudwatch-agent",
             "mkdir -p /etc/skybridge /var/log/skybridge",
             f"rm -rf {APP_DIR} && unzip -q {zip_path} -d {APP_DIR}",
+            *unpack_wheels,
             f"python3.12 -m venv {VENV}",
-            f"{VENV}/bin/pip install --quiet -r {APP_DIR}/requirements.txt",
+            install,
             f"curl -fsSL {RDS_CA_URL} -o {RDS_CA}",
             "cat > /etc/skybridge/runtime.env <<'EOF'",
             *[f"{key}={value}" for key, value in settings.items()],

@@ -18,7 +18,13 @@ import environments
 from aws_stack.acknowledgements import acknowledge
 from aws_stack.api_service import GcpTarget
 from aws_stack.stack import SkybridgeStack
-from runtime.packaging import ROOT, build_artifact
+from runtime.packaging import (
+    COMPLETE,
+    ROOT,
+    WheelhouseError,
+    build_artifact,
+    build_wheelhouse,
+)
 
 PLACEHOLDER = "PLACEHOLDER-run-gcp_stack-deploy-first"
 
@@ -50,6 +56,23 @@ def gcp_target(path: Path) -> tuple[GcpTarget, bool]:
     )
 
 
+def _wheelhouse(setting: object) -> Path | None:
+    """`-c wheelhouse=true` (make deploy): the instances install from wheels shipped with the
+    stack, not from PyPI at boot; downloaded once per set of requirements. A path instead of
+    `true` names a wheelhouse built before. Off by default, so synth needs no network."""
+    if setting in (None, False, "", "false"):
+        return None
+    if str(setting).lower() == "true":
+        return build_wheelhouse()
+    path = Path(str(setting))
+    if not (path / COMPLETE).exists():
+        raise WheelhouseError(
+            f"-c wheelhouse={setting}: not a complete wheelhouse; build one with "
+            "`python -m runtime.packaging wheelhouse` or pass -c wheelhouse=true"
+        )
+    return path
+
+
 def build(app: cdk.App, *, quiet: bool = False) -> SkybridgeStack:
     env_name = app.node.try_get_context("env") or "dev"
     environment = environments.load(env_name)
@@ -64,12 +87,14 @@ def build(app: cdk.App, *, quiet: bool = False) -> SkybridgeStack:
             file=sys.stderr,
         )
     artifact = build_artifact(ROOT / "build" / "artifacts")
+    wheelhouse = _wheelhouse(app.node.try_get_context("wheelhouse"))
     stack = SkybridgeStack(
         app,
         environment.prefix,
         environment=environment,
         gcp=gcp,
         artifact=artifact.path,
+        wheelhouse=wheelhouse,
         env=cdk.Environment(account=environment.aws.account, region=environment.aws.region),
         description=f"skybridge {environment.name}: API, outbox relay and database on AWS",
         tags={"project": "skybridge", "environment": environment.name},
@@ -83,7 +108,7 @@ def main() -> int:
     app = cdk.App()
     try:
         build(app)
-    except environments.EnvironmentFileError as error:
+    except (environments.EnvironmentFileError, WheelhouseError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     app.synth()

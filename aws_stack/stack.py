@@ -27,6 +27,7 @@ class SkybridgeStack(Stack):
         environment: Environment,
         gcp: GcpTarget,
         artifact: Path,
+        wheelhouse: Path | None = None,
         **kwargs,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
@@ -63,6 +64,7 @@ class SkybridgeStack(Stack):
             vpc=network.vpc,
             app_subnets=network.app_subnets,
             artifact=artifact,
+            wheelhouse=wheelhouse,
             database_secret=database.secret,
             gcp=gcp,
             instance_type=aws.instance_type,

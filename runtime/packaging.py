@@ -4,12 +4,20 @@ The same zip is the Cloud Functions source (it has `main.py` and `requirements.t
 root, as the Python runtime expects) and the EC2 application (user data unzips it, installs
 `requirements.txt` into a Python 3.12 virtualenv and runs gunicorn and the relay from it).
 The zip is deterministic: the same sources give the same bytes and the same name.
+
+The wheelhouse (`python -m runtime.packaging wheelhouse`, which `make deploy` runs) holds
+every wheel those requirements resolve to for the instances (Graviton, Python 3.12), so an
+instance boots without PyPI: a PyPI outage cannot stop a scale-out, and instances run the
+versions that were resolved once at deploy time rather than whatever is newest at boot.
 """
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import io
+import shutil
+import subprocess
 import sys
 import tomllib
 import zipfile
@@ -18,6 +26,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 RUNTIME_DIR = ROOT / "runtime"
+WHEELHOUSE_ROOT = ROOT / "build" / "wheelhouse"
+# What the EC2 instances run: Graviton (arm64) Amazon Linux 2023 (glibc 2.34), Python 3.12.
+INSTANCE_PLATFORMS = ("manylinux2014_aarch64", "manylinux_2_28_aarch64")
+INSTANCE_PYTHON = "3.12"
+COMPLETE = "COMPLETE"
 _FIXED_TIME = (2020, 1, 1, 0, 0, 0)
 
 # Cloud Functions imports `main` and looks up the entry point by name.
@@ -76,5 +89,71 @@ def build_artifact(dest_dir: Path) -> Artifact:
     return Artifact(path=path, sha256=digest)
 
 
+class WheelhouseError(RuntimeError):
+    """The wheels could not be downloaded; the message says what pip said."""
+
+
+def _requirements_text(requirements: list[str]) -> str:
+    return "\n".join(requirements) + "\n"
+
+
+def wheelhouse_path(root: Path = WHEELHOUSE_ROOT, requirements: list[str] | None = None) -> Path:
+    """Where the wheelhouse for these requirements lives: named by their hash and the
+    instances' platform, so a change to either makes a new one."""
+    text = _requirements_text(requirements or runtime_requirements())
+    key = hashlib.sha256(f"{text}{INSTANCE_PLATFORMS}{INSTANCE_PYTHON}".encode()).hexdigest()
+    return root / f"py{INSTANCE_PYTHON.replace('.', '')}-aarch64-{key[:12]}"
+
+
+def build_wheelhouse(root: Path = WHEELHOUSE_ROOT, requirements: list[str] | None = None) -> Path:
+    """Download every wheel the requirements need on the instances (reused if complete)."""
+    requirements = requirements or runtime_requirements()
+    dest = wheelhouse_path(root, requirements)
+    if (dest / COMPLETE).exists():
+        return dest
+    partial = dest.with_name(dest.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    (partial / "requirements.txt").write_text(_requirements_text(requirements))
+    argv = [sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check"]
+    argv += ["--only-binary=:all:", "--implementation", "cp", "--python-version", INSTANCE_PYTHON]
+    for platform in INSTANCE_PLATFORMS:
+        argv += ["--platform", platform]
+    argv += ["--dest", str(partial / "wheels"), "-r", str(partial / "requirements.txt")]
+    done = subprocess.run(argv, capture_output=True, text=True)
+    if done.returncode != 0:
+        shutil.rmtree(partial, ignore_errors=True)
+        said = (done.stderr or done.stdout).strip().splitlines()[-3:]
+        raise WheelhouseError(
+            f"could not download the instances' wheels (arm64, Python {INSTANCE_PYTHON}) from "
+            f"the package index: {' / '.join(said)}. Check the network or the index settings "
+            "(PIP_INDEX_URL); without a wheelhouse, deploy without `-c wheelhouse=true` and "
+            "the instances install from PyPI at boot."
+        )
+    (partial / COMPLETE).write_text("")
+    shutil.rmtree(dest, ignore_errors=True)
+    partial.rename(dest)
+    return dest
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m runtime.packaging")
+    commands = parser.add_subparsers(dest="command")
+    artifact = commands.add_parser("artifact", help="build the runtime zip (the default)")
+    artifact.add_argument("dest", nargs="?", type=Path, default=Path("build"))
+    wheelhouse = commands.add_parser("wheelhouse", help="download the instances' wheels")
+    wheelhouse.add_argument("--root", type=Path, default=WHEELHOUSE_ROOT)
+    args = parser.parse_args(argv)
+    if args.command == "wheelhouse":
+        try:
+            print(build_wheelhouse(args.root))
+        except WheelhouseError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 1
+        return 0
+    print(build_artifact(getattr(args, "dest", Path("build"))).path)
+    return 0
+
+
 if __name__ == "__main__":
-    print(build_artifact(Path(sys.argv[1] if len(sys.argv) > 1 else "build")).path)
+    sys.exit(main())

@@ -15,10 +15,14 @@ from aws_stack.app import build
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def synth(env: str, tmp_path: Path, gcp_outputs: str | None = None) -> tuple[Template, dict]:
+def synth(
+    env: str, tmp_path: Path, gcp_outputs: str | None = None, wheelhouse: str | None = None
+) -> tuple[Template, dict]:
     context = json.loads((ROOT / "cdk.json").read_text())["context"] | {"env": env}
     if gcp_outputs:
         context["gcp_outputs"] = gcp_outputs
+    if wheelhouse:
+        context["wheelhouse"] = wheelhouse
     app = cdk.App(context=context, outdir=str(tmp_path))
     stack = build(app, quiet=True)
     assembly = app.synth()  # raises ValidationFailed on any unacknowledged cdk-nag finding

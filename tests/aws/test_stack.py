@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 import re
 
+import pytest
 from aws_cdk.assertions import Capture, Match
 
 from aws_stack.app import PLACEHOLDER
+from runtime.packaging import WheelhouseError
+from tests.aws.conftest import synth
 
 
 def resources(template, kind: str) -> dict:
@@ -234,6 +237,42 @@ def test_user_data_installs_python312_and_runs_api_and_relay_units(dev_template)
         "amazon-cloudwatch-agent",
     ):
         assert needle in script, needle
+
+
+def _user_data(template) -> str:
+    user_data = Capture()
+    template.has_resource_properties(
+        "AWS::EC2::LaunchTemplate",
+        {"LaunchTemplateData": Match.object_like({"UserData": user_data})},
+    )
+    return json.dumps(user_data.as_object())
+
+
+def test_without_a_wheelhouse_instances_install_from_the_package_index(dev_template):
+    script = _user_data(dev_template)
+    assert "pip install --quiet -r /opt/skybridge/app/requirements.txt" in script
+    assert "--no-index" not in script and "wheelhouse" not in script
+
+
+def test_with_a_wheelhouse_instances_install_without_the_package_index(tmp_path):
+    wheelhouse = tmp_path / "wheelhouse"
+    (wheelhouse / "wheels").mkdir(parents=True)
+    (wheelhouse / "wheels" / "example-1.0-py3-none-any.whl").write_bytes(b"not a real wheel")
+    (wheelhouse / "COMPLETE").write_text("")
+    template, _ = synth("dev", tmp_path / "out", wheelhouse=str(wheelhouse))  # cdk-nag passes
+    script = _user_data(template)
+    assert (
+        "pip install --quiet --no-index --find-links /opt/skybridge/wheelhouse/wheels "
+        "-r /opt/skybridge/app/requirements.txt"
+    ) in script
+    # Both the runtime zip and the wheelhouse are assets the instances download from S3.
+    assert script.count("aws s3 cp") == 2
+    assert "unzip -q /opt/skybridge/wheelhouse.zip -d /opt/skybridge/wheelhouse" in script
+
+
+def test_an_incomplete_wheelhouse_is_refused_with_how_to_build_one(tmp_path):
+    with pytest.raises(WheelhouseError, match=r"python -m runtime\.packaging wheelhouse"):
+        synth("dev", tmp_path / "out", wheelhouse=str(tmp_path))
 
 
 def test_stack_outputs(dev_template):

@@ -224,8 +224,7 @@ class ApiService(Construct):
         zip_path = user_data.add_s3_download_command(
             bucket=asset.bucket, bucket_key=asset.s3_object_key, local_file="/opt/skybridge/app.zip"
         )
-        install = f"{VENV}/bin/pip install --quiet -r {APP_DIR}/requirements.txt"
-        unpack_wheels = []
+        unpack_wheels, index = [], ""
         if wheels is not None:
             wheels_zip = user_data.add_s3_download_command(
                 bucket=wheels.bucket,
@@ -233,10 +232,7 @@ class ApiService(Construct):
                 local_file="/opt/skybridge/wheelhouse.zip",
             )
             unpack_wheels = [f"rm -rf {WHEELHOUSE} && unzip -q {wheels_zip} -d {WHEELHOUSE}"]
-            install = (
-                f"{VENV}/bin/pip install --quiet --no-index --find-links {WHEELHOUSE}/wheels "
-                f"-r {APP_DIR}/requirements.txt"
-            )
+            index = f"--no-index --find-links {WHEELHOUSE}/wheels "
         settings = {
             "SKYBRIDGE_DATABASE_URL": "mysql+pymysql://placeholder/skybridge",
             "SKYBRIDGE_DATABASE_SECRET_ARN": secret.secret_arn,
@@ -295,7 +291,7 @@ class ApiService(Construct):
             f"rm -rf {APP_DIR} && unzip -q {zip_path} -d {APP_DIR}",
             *unpack_wheels,
             f"python3.12 -m venv {VENV}",
-            install,
+            f"{VENV}/bin/pip install --quiet {index}-r {APP_DIR}/requirements.txt",
             f"curl -fsSL {RDS_CA_URL} -o {RDS_CA}",
             "cat > /etc/skybridge/runtime.env <<'EOF'",
             *[f"{key}={value}" for key, value in settings.items()],

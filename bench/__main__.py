@@ -678,8 +678,12 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     failed: list[str] = []
-    accept_db, drop_accept_db = mysql_database()
-    relay_db, drop_relay_db = mysql_database()
+
+    def database_for(name: str) -> tuple[str | None, callable]:
+        return mysql_database() if name in wanted else (None, lambda: None)
+
+    accept_db, drop_accept_db = database_for("accept")
+    relay_db, drop_relay_db = database_for("relay")
     steps = {
         "accept": lambda: bench_accept("accept", accept_db, body, cfg, logs),
         "accept-sqlite": lambda: bench_accept(

@@ -180,8 +180,10 @@ class LocalStack:
                 child.signal(signal.SIGTERM)
             for child in running:
                 child.stop()
-        for child in self.children.values():  # anything outside the waves
-            child.stop()
+        in_waves = {name for wave in self.STOP_WAVES for name in wave}
+        for name, child in self.children.items():
+            if name not in in_waves:
+                child.stop()
         self.gcs.stop()
 
     def __enter__(self) -> LocalStack:

@@ -44,6 +44,7 @@ from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.types import TypeDecorator
+from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential
 
 from runtime.settings import Settings
 
@@ -281,17 +282,16 @@ def _journal_mode_wal(cursor, timeout: float = 15.0) -> None:
     """Switch a new database file to WAL (the mode persists in the file). Processes that
     open a new file together (gunicorn's workers) race for this; SQLite answers the losers
     "database is locked" at once, without waiting on busy_timeout, so wait here."""
-    deadline = time.monotonic() + timeout
-    delay = 0.005
-    while True:
-        try:
+    for attempt in Retrying(
+        retry=retry_if_exception(
+            lambda e: isinstance(e, sqlite3.OperationalError) and "locked" in str(e)
+        ),
+        wait=wait_exponential(multiplier=0.005, max=0.2),
+        stop=stop_after_delay(timeout),
+        reraise=True,
+    ):
+        with attempt:
             cursor.execute("PRAGMA journal_mode=WAL")
-            return
-        except sqlite3.OperationalError as error:
-            if "locked" not in str(error) or time.monotonic() > deadline:
-                raise
-            time.sleep(delay)
-            delay = min(delay * 2, 0.2)
 
 
 class _PreparedInsert:

@@ -56,10 +56,15 @@ def runtime_requirements() -> list[str]:
     return list(pyproject["project"]["dependencies"])
 
 
+def requirements_text(requirements: list[str]) -> str:
+    """requirements.txt as the artifact carries it (and the wheelhouse was resolved from)."""
+    return "\n".join(requirements) + "\n"
+
+
 def _entries() -> list[tuple[str, bytes]]:
     entries = [
         ("main.py", MAIN_PY.encode()),
-        ("requirements.txt", ("\n".join(runtime_requirements()) + "\n").encode()),
+        ("requirements.txt", requirements_text(runtime_requirements()).encode()),
     ]
     for path in sorted(RUNTIME_DIR.rglob("*")):
         if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc":
@@ -93,14 +98,10 @@ class WheelhouseError(RuntimeError):
     """The wheels could not be downloaded; the message says what pip said."""
 
 
-def _requirements_text(requirements: list[str]) -> str:
-    return "\n".join(requirements) + "\n"
-
-
 def wheelhouse_path(root: Path = WHEELHOUSE_ROOT, requirements: list[str] | None = None) -> Path:
     """Where the wheelhouse for these requirements lives: named by their hash and the
     instances' platform, so a change to either makes a new one."""
-    text = _requirements_text(requirements or runtime_requirements())
+    text = requirements_text(requirements or runtime_requirements())
     key = hashlib.sha256(f"{text}{INSTANCE_PLATFORMS}{INSTANCE_PYTHON}".encode()).hexdigest()
     return root / f"py{INSTANCE_PYTHON.replace('.', '')}-aarch64-{key[:12]}"
 
@@ -114,7 +115,7 @@ def build_wheelhouse(root: Path = WHEELHOUSE_ROOT, requirements: list[str] | Non
     partial = dest.with_name(dest.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
-    (partial / "requirements.txt").write_text(_requirements_text(requirements))
+    (partial / "requirements.txt").write_text(requirements_text(requirements))
     argv = [sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check"]
     argv += ["--only-binary=:all:", "--implementation", "cp", "--python-version", INSTANCE_PYTHON]
     for platform in INSTANCE_PLATFORMS:

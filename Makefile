@@ -10,7 +10,7 @@ CDK    := npx --no-install cdk
 
 # aws_stack picks the project-local Node 24 for jsii itself (see aws_stack/__init__.py).
 
-.PHONY: demo test lint synth bench bench-smoke deploy smoke destroy clean
+.PHONY: demo test typecheck lint synth bench bench-smoke deploy smoke destroy clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,11 +27,17 @@ demo: $(STAMP)
 
 test: $(STAMP) $(NODE_STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest
+
+# Zero errors over the packages that deploy or run in the clouds (configured in pyproject.toml).
+typecheck: $(STAMP)
+	$(BIN)/mypy
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 # Both stacks' desired state, offline: CloudFormation templates in cdk.out/, GCP as JSON in build/.
 synth: $(STAMP) $(NODE_STAMP)

@@ -80,8 +80,7 @@ def check_gcp(env: environments.Environment) -> list[Finding]:
             Finding(
                 "gcp credentials",
                 False,
-                "no Application Default Credentials: run "
-                "`gcloud auth application-default login`",
+                "no Application Default Credentials: run `gcloud auth application-default login`",
             )
         ]
     findings = [Finding("gcp credentials", True, "application default credentials found")]

@@ -1,7 +1,7 @@
 """The whole system on loopback: the same processes as in the clouds, emulators for the rest.
 
-    Pub/Sub emulator ← ingest (functions-framework) ← relay ← outbox ← API (gunicorn)
-           └─push─→ store (functions-framework) → fake-gcs-server
+Pub/Sub emulator ← ingest (functions-framework) ← relay ← outbox ← API (gunicorn)
+       └─push─→ store (functions-framework) → fake-gcs-server
 """
 
 from __future__ import annotations
@@ -247,6 +247,4 @@ class LocalStack:
     def _migrate(self) -> None:
         import subprocess
 
-        subprocess.run(
-            commands.migrate_argv(), env=self.environ(), check=True, capture_output=True
-        )
+        subprocess.run(commands.migrate_argv(), env=self.environ(), check=True, capture_output=True)

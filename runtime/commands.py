@@ -7,9 +7,7 @@ import sys
 APP = "runtime.api:create_app()"
 
 
-def api_argv(
-    bind: str, workers: int, python: str = sys.executable, app: str = APP
-) -> list[str]:
+def api_argv(bind: str, workers: int, python: str = sys.executable, app: str = APP) -> list[str]:
     """gunicorn serving the API (or, for benchmarks, another `app` with the same settings):
     sync workers, JSON logs from the app, access log to stdout."""
     return [

@@ -28,9 +28,7 @@ def targets_from_outputs(env: str) -> tuple[str, str]:
         if not path.is_file():
             raise SystemExit(f"error: {path} is missing — deploy first ({how})")
     stacks = json.loads(aws_file.read_text())
-    api_url = next(
-        (outputs["ApiUrl"] for outputs in stacks.values() if "ApiUrl" in outputs), None
-    )
+    api_url = next((outputs["ApiUrl"] for outputs in stacks.values() if "ApiUrl" in outputs), None)
     if not api_url:
         raise SystemExit(f"error: no ApiUrl output in {aws_file}; was the AWS stack deployed?")
     return api_url.rstrip("/"), json.loads(gcp_file.read_text())["bucket"]

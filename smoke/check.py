@@ -185,9 +185,10 @@ def compare(report: Report) -> None:
             problems.append("submission id differs")
         if asset["type"] != expected.type or asset["data"] != expected.data:
             problems.append("content differs from what was sent")
-        if asset["sha256"] != sha256_hex(expected.canonical_json()) or not asset[
-            "checksum_verified"
-        ]:
+        if (
+            asset["sha256"] != sha256_hex(expected.canonical_json())
+            or not asset["checksum_verified"]
+        ):
             problems.append("checksum differs or was not verified")
         if problems:
             report.mismatches.append(f"{sent.id}: {'; '.join(problems)}")

@@ -25,6 +25,7 @@ from runtime.settings import get_settings
 log = logging.getLogger("skybridge.ingest")
 PUBLISH_TIMEOUT = 30.0
 
+
 @functools.cache
 def publisher() -> Any:
     """The Pub/Sub publisher, created on first use (importing it costs ~300 ms)."""

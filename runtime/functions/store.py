@@ -25,6 +25,7 @@ from runtime.settings import get_settings
 
 log = logging.getLogger("skybridge.store")
 
+
 @functools.cache
 def bucket() -> Any:
     """The Cloud Storage bucket handle, created on first use."""

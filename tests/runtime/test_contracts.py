@@ -83,8 +83,10 @@ def test_bad_environment_value_names_the_key(tmp_path):
 
 
 def test_an_environment_without_a_nat_gateway_is_refused_with_the_reason(tmp_path):
-    text = (environments.DIRECTORY / "dev.toml").read_text().replace(
-        "nat_gateways = 1", "nat_gateways = 0"
+    text = (
+        (environments.DIRECTORY / "dev.toml")
+        .read_text()
+        .replace("nat_gateways = 1", "nat_gateways = 0")
     )
     (tmp_path / "dev.toml").write_text(text)
     with pytest.raises(environments.EnvironmentFileError, match=r"aws\.nat_gateways.*Google"):

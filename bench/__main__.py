@@ -47,7 +47,7 @@ def table(records: list[Record], smoke: bool) -> Table:
             base,
             str(r.ratio or "—"),
             r.goal,
-            "[green]yes" if r.met else "[red]no",
+            "—" if r.met is None else "[green]yes" if r.met else "[red]no",
         )
     return shown
 
@@ -124,6 +124,8 @@ def main(argv: list[str] | None = None) -> int:
 
     records = [record for outcome in outcomes for record in outcome.records]
     console.print(table(records, args.smoke))
+    for note in (note for outcome in outcomes for note in outcome.notes):
+        console.print(note)
     args.output.mkdir(parents=True, exist_ok=True)
     machine = {
         "machine": platform.machine(),

@@ -1,12 +1,17 @@
-"""accept, accept-sqlite: our API's accept path against the Flask parse-and-202 ceiling,
-with our API without its write and the straightforward Flask + SQLAlchemy build alongside."""
+"""accept, accept-sqlite: our API's accept path side by side with the seed's Node.js design
+(the Express peer, MySQL only), the straightforward Flask + SQLAlchemy build, the Flask
+parse-and-202 ceiling, and our API without its write."""
 
 from __future__ import annotations
 
+import os
+import subprocess
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench import peers
 from bench.harness import (
     Extra,
     Outcome,
@@ -20,26 +25,33 @@ from bench.harness import (
     serve,
 )
 from local_stack.processes import Child
+from runtime import commands
+
+Server = tuple[Child, str]
 
 
 @dataclass
 class AcceptExtra(Extra):
-    # Both sides are CPU-bound on a small machine, so CPU per request explains the ratio;
-    # our API without its database write, measured alongside, is the ceiling of the ratio.
-    server_cpu_ms_per_request: float
-    baseline_cpu_ms_per_request: float
+    # Throughput on 2 shared cores is CPU-bound, so CPU per request explains every ratio:
+    # milliseconds of CPU per request are CPU-seconds per 1,000 accepted submissions.
     p99_ms: float
     errors: int
+    cpu_seconds_per_1000: float
+    database_cpu_seconds_per_1000: float | None
+    hello_world_value: float
+    hello_world_ratio: float
+    hello_world_cpu_seconds_per_1000: float
     without_write_value: float
-    without_write_ratio: float
-    without_write_cpu_ms_per_request: float
+    without_write_ratio: float  # over hello-world: the ceiling of that ratio
+    without_write_cpu_seconds_per_1000: float
     straightforward_value: float
-    straightforward_ratio: float
-    straightforward_cpu_ms_per_request: float
-    database_server_cpu_ms_per_request: float | None = None
-    # The best ratio with the database server doing what it does now and our process
-    # spending nothing on the write: CPU per request, baseline over ours.
-    bound_with_free_write_ratio: float | None = None
+    straightforward_p99_ms: float
+    straightforward_cpu_seconds_per_1000: float
+    peer_value: float | None = None
+    peer_p99_ms: float | None = None
+    peer_errors: int | None = None
+    peer_cpu_seconds_per_1000: float | None = None
+    peer_database_cpu_seconds_per_1000: float | None = None
 
 
 def measured(url: str, body: Path, cfg: Settings, server: Child, database: int | None) -> dict:
@@ -55,17 +67,13 @@ def measured(url: str, body: Path, cfg: Settings, server: Child, database: int |
 
 
 def side_by_side(
-    apps: list[tuple[str, str, dict]],
-    body: Path,
-    cfg: Settings,
-    logs: Path,
-    database: int | None = None,
+    starts: list[Callable[[], Server]], body: Path, cfg: Settings, database: int | None = None
 ) -> list[list[dict]]:
-    """Alternate runs of each (name, app, env) against its own server: one list per app."""
-    servers = []
+    """Start every server, then alternate runs against each: one list of runs per server."""
+    servers: list[Server] = []
     try:
-        for name, app, env in apps:
-            servers.append(serve(f"{name}-{uuid.uuid4().hex[:4]}", app, env, logs, cfg.workers))
+        for start in starts:
+            servers.append(start())
         runs: list[list[dict]] = [[] for _ in servers]
         for _, url in servers if cfg.warmup else []:  # warm-up: every worker's first calls
             load(url + "/v1/submissions", body, cfg, duration=cfg.warmup)
@@ -78,50 +86,114 @@ def side_by_side(
     return runs
 
 
+def gunicorn(name: str, app: str, env: dict[str, str], cfg: Settings, logs: Path):
+    return lambda: serve(f"{name}-{uuid.uuid4().hex[:4]}", app, env, logs, cfg.workers)
+
+
+def migrated(database_url: str) -> None:
+    """The schema in place before any server starts (the peer does not migrate)."""
+    env = os.environ | api_env(database_url)
+    subprocess.run(commands.migrate_argv(), env=env, check=True, capture_output=True)
+
+
 def bench_accept(name: str, database_url: str, body: Path, cfg: Settings, logs: Path) -> Outcome:
-    database = database_server_pid() if database_url.startswith("mysql") else None
-    ours, base, unwritten, textbook = side_by_side(
-        [
-            ("subject", "runtime.api:create_app()", api_env(database_url)),
-            ("baseline", "bench.apps:baseline_app()", {}),
-            ("without-write", "bench.apps:api_without_write_app()", api_env(database_url)),
-            ("straightforward", "bench.apps:straightforward_app()", api_env(database_url)),
-        ],
-        body,
-        cfg,
-        logs,
-        database,
-    )
-    rate, baseline = median(ours, "rate"), median(base, "rate")
-    ratio = rate / baseline
+    on_mysql = database_url.startswith("mysql")
+    database = database_server_pid() if on_mysql else None
+    migrated(database_url)
+    env = api_env(database_url)
+    starts = [
+        gunicorn("subject", "runtime.api:create_app()", env, cfg, logs),
+        gunicorn("straightforward", "bench.apps:straightforward_app()", env, cfg, logs),
+        gunicorn("hello-world", "bench.apps:baseline_app()", {}, cfg, logs),
+        gunicorn("without-write", "bench.apps:api_without_write_app()", env, cfg, logs),
+    ]
+    if on_mysql:
+        name_ = f"peer-express-{uuid.uuid4().hex[:4]}"
+        starts.append(lambda: peers.express(name_, database_url, cfg.workers, logs))
+    ours, textbook, hello, unwritten, *peer = side_by_side(starts, body, cfg, database)
+
+    def cpu(runs: list[dict], key: str = "server_cpu_ms") -> float:
+        return round(median(runs, key), 2)
+
+    rate, hello_rate = median(ours, "rate"), median(hello, "rate")
     extra = AcceptExtra(
-        server_cpu_ms_per_request=round(median(ours, "server_cpu_ms"), 2),
-        baseline_cpu_ms_per_request=round(median(base, "server_cpu_ms"), 2),
         p99_ms=round(median(ours, "p99_ms"), 1),
         errors=sum(run["errors"] for run in ours),
+        cpu_seconds_per_1000=cpu(ours),
+        database_cpu_seconds_per_1000=cpu(ours, "database_cpu_ms") if database else None,
+        hello_world_value=round(hello_rate),
+        hello_world_ratio=round(rate / hello_rate, 2),
+        hello_world_cpu_seconds_per_1000=cpu(hello),
         without_write_value=round(median(unwritten, "rate")),
-        without_write_ratio=round(median(unwritten, "rate") / baseline, 2),
-        without_write_cpu_ms_per_request=round(median(unwritten, "server_cpu_ms"), 2),
+        without_write_ratio=round(median(unwritten, "rate") / hello_rate, 2),
+        without_write_cpu_seconds_per_1000=cpu(unwritten),
         straightforward_value=round(median(textbook, "rate")),
-        straightforward_ratio=round(median(textbook, "rate") / baseline, 2),
-        straightforward_cpu_ms_per_request=round(median(textbook, "server_cpu_ms"), 2),
+        straightforward_p99_ms=round(median(textbook, "p99_ms"), 1),
+        straightforward_cpu_seconds_per_1000=cpu(textbook),
     )
-    if database:
-        database_cpu = median(ours, "database_cpu_ms")
-        extra.database_server_cpu_ms_per_request = round(database_cpu, 2)
-        extra.bound_with_free_write_ratio = round(
-            median(base, "server_cpu_ms") / (median(unwritten, "server_cpu_ms") + database_cpu),
-            2,
+    textbook_ratio = rate / median(textbook, "rate")
+    records = []
+    if peer:
+        (runs,) = peer
+        extra.peer_value = round(median(runs, "rate"))
+        extra.peer_p99_ms = round(median(runs, "p99_ms"), 1)
+        extra.peer_errors = sum(run["errors"] for run in runs)
+        extra.peer_cpu_seconds_per_1000 = cpu(runs)
+        extra.peer_database_cpu_seconds_per_1000 = cpu(runs, "database_cpu_ms")
+        ratio = rate / median(runs, "rate")
+        records.append(
+            Record(
+                name,
+                round(rate),
+                "req/s",
+                f"Express 5 + mysql2, Node cluster of {cfg.workers} (the seed's design)",
+                extra.peer_value,
+                round(ratio, 2),
+                "≥ 1.0x, p99 ≤ the peer's",
+                ratio >= 1.0 and extra.p99_ms <= extra.peer_p99_ms and not extra.errors,
+                extra,
+            )
         )
-    record = Record(
-        name,
-        round(rate),
-        "req/s",
-        "Flask parse-and-202, same gunicorn",
-        round(baseline),
-        round(ratio, 2),
-        "ratio ≥ 0.6",
-        ratio >= 0.6,
-        extra,
+    records.append(
+        Record(
+            f"{name}-vs-straightforward" if peer else name,
+            round(rate),
+            "req/s",
+            "straightforward Flask + SQLAlchemy, same gunicorn",
+            extra.straightforward_value,
+            round(textbook_ratio, 2),
+            "≥ 2x",
+            textbook_ratio >= 2.0 and not extra.errors,
+            None if peer else extra,
+        )
     )
-    return Outcome([record])
+    # No longer a goal (bench/README.md: with the database on the same cores, a write
+    # cannot cost as little as no write): the ceiling, shown as information.
+    records.append(
+        Record(
+            f"{name}-vs-hello-world",
+            round(rate),
+            "req/s",
+            "Flask parse-and-202, no database, same gunicorn",
+            extra.hello_world_value,
+            extra.hello_world_ratio,
+            f"information (without the write: {extra.without_write_ratio})",
+            None,
+        )
+    )
+    return Outcome(records, notes=[cost(name, extra)])
+
+
+def cost(name: str, extra: AcceptExtra) -> str:
+    """CPU-seconds per 1,000 accepted submissions, the figure docs/deploy.md sizes with."""
+
+    def side(label: str, server: float | None, database: float | None) -> str:
+        return f"{label} {server}" + (f" + database {database}" if database is not None else "")
+
+    parts = [side("ours", extra.cpu_seconds_per_1000, extra.database_cpu_seconds_per_1000)]
+    if extra.peer_cpu_seconds_per_1000 is not None:
+        peer_database = extra.peer_database_cpu_seconds_per_1000
+        parts.append(side("Express peer", extra.peer_cpu_seconds_per_1000, peer_database))
+    parts.append(f"straightforward {extra.straightforward_cpu_seconds_per_1000}")
+    parts.append(f"hello-world {extra.hello_world_cpu_seconds_per_1000}")
+    return f"{name}: CPU-seconds per 1,000 accepted: " + "; ".join(parts)

@@ -38,7 +38,7 @@ class Record:
     baseline_value: float | None
     ratio: float | None
     goal: str
-    met: bool
+    met: bool | None  # None: a figure shown for information, with no goal to meet
     extra: Extra | None = None
 
     def as_json(self) -> dict[str, Any]:
@@ -57,6 +57,8 @@ class Outcome:
     histograms: dict[str, list[float]] = field(default_factory=dict)
     # label → (p50, p99) in ms, drawn as a pair of bars
     bars: dict[str, tuple[float, float]] = field(default_factory=dict)
+    # lines printed under the table
+    notes: list[str] = field(default_factory=list)
 
 
 @dataclass

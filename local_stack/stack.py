@@ -117,7 +117,7 @@ class LocalStack:
         env = self.environ()
         if name == "pubsub":
             port = str(self.ports["pubsub"])
-            argv = [sys.executable, "-m", "local_stack.pubsub_emulator", "--port", port]
+            argv = [sys.executable, "-m", "local_stack.pubsub", "--port", port]
             if self.options.pubsub == "google":
                 (self.logs / "pubsub").mkdir(parents=True, exist_ok=True)
                 argv = ["gcloud", "beta", "emulators", "pubsub", "start"]

@@ -78,7 +78,7 @@ def pubsub_host() -> Iterator[str]:
     if os.environ.get("PUBSUB_EMULATOR_HOST"):
         yield os.environ["PUBSUB_EMULATOR_HOST"]
         return
-    from local_stack.pubsub_emulator import PubSubEmulator
+    from local_stack.pubsub import PubSubEmulator
 
     emulator = PubSubEmulator()
     port = emulator.start()

@@ -31,7 +31,7 @@ from google.cloud import pubsub_v1
 
 from local_stack.ports import free_port
 from local_stack.processes import tcp_ready
-from local_stack.pubsub_emulator import PubSubEmulator
+from local_stack.pubsub import PubSubEmulator
 
 PROJECT = "conformance"
 
@@ -655,7 +655,7 @@ def test_push_bodies_count_delivery_attempts_under_a_dead_letter_policy(
 
 def test_standalone_emulator_serves_and_stops_on_sigterm():
     process = subprocess.Popen(
-        [sys.executable, "-m", "local_stack.pubsub_emulator", "--port", "0"],
+        [sys.executable, "-m", "local_stack.pubsub", "--port", "0"],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
     )  # fmt: skip
     try:

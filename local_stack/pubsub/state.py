@@ -1,0 +1,92 @@
+"""What the emulator stores: topics, subscriptions and their pending messages, under one lock."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from google.pubsub_v1 import types
+
+from local_stack.pubsub.errors import invalid, not_found
+from local_stack.pubsub.rules import SUBSCRIPTION_RE, TOPIC_RE, bounds
+
+PUSH_MIN_BACKOFF = 0.1  # a push subscription without a retry policy: Google's push backoff
+PUSH_MAX_BACKOFF = 60.0
+DELETED_TOPIC = "_deleted-topic_"
+
+
+def timestamp(moment: datetime) -> str:
+    """RFC 3339 with milliseconds and Z, as Google writes publish times."""
+    moment = moment.astimezone(UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+@dataclass
+class Pending:
+    """One message waiting in one subscription."""
+
+    message: types.PubsubMessage
+    ack_id: str = ""
+    attempts: int = 0
+    available_at: float = 0.0  # not before this (backoff after a failed delivery)
+    leased_until: float = 0.0  # 0: not out for delivery; inf: a push in flight
+
+
+@dataclass
+class Subscription:
+    proto: types.Subscription
+    queue: dict[str, Pending] = field(default_factory=dict)  # message id → pending, in order
+    pushing: int = 0  # push deliveries in flight
+
+    @property
+    def name(self) -> str:
+        return self.proto.name
+
+    @property
+    def push_endpoint(self) -> str:
+        return self.proto.push_config.push_endpoint
+
+    @property
+    def max_attempts(self) -> int:
+        """0 without a dead-letter policy: attempts are then not counted for the client."""
+        policy = self.proto.dead_letter_policy
+        return policy.max_delivery_attempts if policy.dead_letter_topic else 0
+
+    def backoff(self, attempts: int) -> float:
+        """Exponential between the retry policy's bounds; without one, pull retries at once."""
+        if "retry_policy" in self.proto:
+            low, high = bounds(self.proto.retry_policy)
+        elif self.push_endpoint:
+            low, high = PUSH_MIN_BACKOFF, PUSH_MAX_BACKOFF
+        else:
+            return 0.0
+        return min(high, low * 2 ** max(attempts - 1, 0))
+
+
+class State:
+    """All state, under one lock; `changed` wakes pullers and the delivery loop."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.changed = threading.Condition(self.lock)
+        self.topics: dict[str, types.Topic] = {}
+        self.subscriptions: dict[str, Subscription] = {}
+        self._ids = itertools.count(1)
+
+    def _topic(self, name: str) -> types.Topic:
+        """The topic, or NOT_FOUND (INVALID_ARGUMENT for a malformed name); lock held."""
+        if name not in self.topics:
+            if not TOPIC_RE.match(name) and name != DELETED_TOPIC:
+                raise invalid(f"Invalid [topics] name: ({name})")
+            raise not_found(f"Topic not found: {name}")
+        return self.topics[name]
+
+    def _subscription(self, name: str) -> Subscription:
+        """The subscription, or NOT_FOUND (INVALID_ARGUMENT if malformed); lock held."""
+        if name not in self.subscriptions:
+            if not SUBSCRIPTION_RE.match(name):
+                raise invalid(f"Invalid [subscriptions] name: ({name})")
+            raise not_found(f"Subscription does not exist: {name}")
+        return self.subscriptions[name]

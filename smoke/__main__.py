@@ -14,7 +14,7 @@ import argparse
 import sys
 
 from environments import outputs as handover
-from smoke import check
+from smoke import check, storage
 
 
 def targets_from_outputs(env: str) -> tuple[str, str]:
@@ -49,21 +49,11 @@ def main(argv: list[str] | None = None) -> int:
     else:
         parser.error("give --env, or both --api-url and --bucket")
 
-    from google.cloud import storage
-
-    if args.storage_endpoint:
-        from local_stack.storage import client as emulator_client
-
-        bucket = emulator_client(args.storage_endpoint).bucket(bucket_name)
-    else:
-        bucket = storage.Client().bucket(bucket_name)
-
-    def list_objects():
-        for blob in bucket.list_blobs(prefix="submissions/"):
-            yield blob.name, blob.download_as_bytes
-
+    bucket = storage.bucket(bucket_name, endpoint=args.storage_endpoint)
     report = check.Report(sent=check.post_all(api_url, check.varied_submissions(args.count)))
-    check.wait_for_objects(list_objects, report, args.timeout, progress=lambda _: None)
+    check.wait_for_objects(
+        lambda: storage.stored_submissions(bucket), report, args.timeout, progress=lambda _: None
+    )
     check.follow_statuses(api_url, report)
     check.compare(report)
     latency = ", ".join(f"{k} {v:.0f} ms" for k, v in report.percentiles().items())

@@ -10,7 +10,7 @@ from aws_cdk.assertions import Capture, Match
 
 from aws_stack.app import PLACEHOLDER
 from runtime.packaging import WheelhouseError
-from tests.aws.conftest import synth
+from tests.aws_stack.conftest import synth
 
 
 def resources(template, kind: str) -> dict:

@@ -17,7 +17,6 @@ import environments
 from aws_stack.acknowledgements import acknowledge
 from aws_stack.api_service import GcpTarget
 from aws_stack.stack import SkybridgeStack
-from environments import outputs as handover
 from deployment.packaging import (
     COMPLETE,
     ROOT,
@@ -25,6 +24,7 @@ from deployment.packaging import (
     build_artifact,
     build_wheelhouse,
 )
+from environments import outputs as handover
 
 PLACEHOLDER = "PLACEHOLDER-run-gcp_stack-deploy-first"
 

@@ -7,6 +7,8 @@ from typing import Any
 from sqlalchemy import Engine, Table
 from sqlalchemy.exc import DBAPIError
 
+from runtime.db.engine import MULTI_STATEMENTS
+
 
 class _PreparedInsert:
     """One table's INSERT for one set of columns, compiled once per dialect, with the
@@ -38,10 +40,11 @@ def insert_rows(engine: Engine, rows: list[tuple[Table, dict[str, Any]]]) -> Non
     The API's accept path is this and little else. Through `engine.begin()` and Core, the
     bookkeeping (connection and transaction objects, events, execution contexts) cost more
     CPU than the database spent on the inserts. Same SQL, same bind processing, the same
-    pool (pre-ping included), and the same SQLAlchemy exceptions: a driver error is raised
-    as SQLAlchemy's (IntegrityError, OperationalError, ...) and a disconnect invalidates the
-    connection. Parameters are processed before the transaction starts, so SQLite's write
-    lock is held only for the statements themselves.
+    pool (and its ping after idle), and the same SQLAlchemy exceptions: a driver error is
+    raised as SQLAlchemy's (IntegrityError, OperationalError, ...) and a disconnect
+    invalidates the pool's connections, as Core does. On MySQL (pymysql) the statements and
+    the COMMIT go in one round trip. Parameters are processed before the transaction
+    starts, so SQLite's write lock is held only for the statements themselves.
     """
     dialect = engine.dialect
     statements = []
@@ -63,14 +66,31 @@ def insert_rows(engine: Engine, rows: list[tuple[Table, dict[str, Any]]]) -> Non
         if dialect.name == "sqlite":
             # What the engine's "begin" hook does for Core transactions (see _sqlite_engine).
             cursor.execute("BEGIN IMMEDIATE")
-        for sql, params in statements:
-            cursor.execute(sql, params)
-        sql, params = "COMMIT", None
-        connection.commit()
+        if len(statements) > 1 and _batchable(connection.dbapi_connection):
+            # One round trip instead of one per statement plus the COMMIT's: the server runs
+            # them in order and stops at the first error (nothing after it runs, so no
+            # COMMIT). Every result is read before returning, the COMMIT's included: a 202
+            # still means committed. (The session's autocommit is off: the first INSERT
+            # opens the transaction.) pymysql binds values on the client, by `mogrify`,
+            # also when it runs one statement: the batch holds the same SQL text.
+            sql = ";".join(cursor.mogrify(sql, params) for sql, params in statements)
+            sql, params = sql + ";COMMIT", None
+            cursor.execute(sql)
+            while cursor.nextset():
+                pass
+        else:
+            for sql, params in statements:
+                cursor.execute(sql, params)
+            sql, params = "COMMIT", None
+            connection.commit()
     except dialect.loaded_dbapi.Error as error:
         disconnected = dialect.is_disconnect(error, connection.dbapi_connection, None)
         if disconnected:
             connection.invalidate(error)
+            # As Core does on a disconnect: the server restarted or failed over, so every
+            # pooled connection is suspect; the pool starts afresh (those in use are
+            # discarded when they come back).
+            engine.dispose(close=False)
         else:
             _rollback_quietly(connection, dialect)
         raise DBAPIError.instance(
@@ -86,6 +106,12 @@ def insert_rows(engine: Engine, rows: list[tuple[Table, dict[str, Any]]]) -> Non
         raise
     finally:
         connection.close()  # back to the pool (or discarded, if invalidated)
+
+
+def _batchable(dbapi_connection: Any) -> bool:
+    """Whether statements can go as one batch: the driver's connection was opened with
+    CLIENT.MULTI_STATEMENTS (pymysql only, see runtime.db.engine)."""
+    return bool(getattr(dbapi_connection, "client_flag", 0) & MULTI_STATEMENTS)
 
 
 def _rollback_quietly(connection, dialect) -> None:

@@ -14,7 +14,10 @@ pytestmark = [pytest.mark.slow, pytest.mark.mysql]
 
 EXPECTED = {
     "accept",
+    "accept-vs-straightforward",
+    "accept-vs-hello-world",
     "accept-sqlite",
+    "accept-sqlite-vs-hello-world",
     "relay",
     "decoupling-rate",
     "decoupling-p99",
@@ -41,4 +44,10 @@ def test_every_benchmark_produces_its_record(tmp_path, mysql_server_url):
     for record in records.values():
         assert record["value"] is not None and record["goal"]
     assert records["decoupling-down-errors"]["value"] == 0
+    # The Express peer ran in the same rounds as ours and accepted without an error.
+    accept = records["accept"]
+    assert accept["peer_value"] > 0 and accept["peer_errors"] == 0
+    assert accept["peer_p99_ms"] > 0 and accept["peer_cpu_seconds_per_1000"] > 0
+    assert accept["cpu_seconds_per_1000"] > 0
+    assert "CPU-seconds per 1,000 accepted" in result.stdout
     assert (tmp_path / "latency.png").stat().st_size > 0

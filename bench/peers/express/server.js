@@ -31,8 +31,8 @@ const PROBLEMS = "https://skybridge.example/problems/";
 
 const INSERT_SUBMISSION =
   "INSERT INTO submissions (id, schema_version, type, body, sha256, idempotency_key, status, " +
-  "attempts, last_error, message_id, received_at, updated_at, forwarded_at) " +
-  "VALUES (?, ?, ?, ?, ?, ?, 'accepted', 0, NULL, NULL, ?, ?, NULL)";
+  "attempts, last_error, message_id, received_at, updated_at, forwarded_at, redeliveries) " +
+  "VALUES (?, ?, ?, ?, ?, ?, 'accepted', 0, NULL, NULL, ?, ?, NULL, 0)";
 const INSERT_OUTBOX =
   "INSERT INTO outbox (submission_id, created_at, available_at, attempts) VALUES (?, ?, ?, 0)";
 const BY_KEY = "SELECT id, sha256, received_at FROM submissions WHERE idempotency_key = ?";

@@ -85,11 +85,18 @@ def load(url: str, body: Path, cfg: Settings, rate: float = 0.0, duration: float
 
 
 def serve(
-    name: str, app: str, env: dict[str, str], logs: Path, workers: int = WORKERS
+    name: str,
+    app: str,
+    env: dict[str, str],
+    logs: Path,
+    workers: int = WORKERS,
+    options: tuple[str, ...] = (),
 ) -> tuple[Child, str]:
+    """`app` under the production gunicorn command line (plus `options`), access log off."""
     port = free_port()
     argv = commands.api_argv(f"127.0.0.1:{port}", workers, app=app)
     argv[argv.index("--access-logfile") + 1] = "/dev/null"
+    argv[-1:-1] = options  # before the app, the last argument
     child = Child(name, argv, os.environ | env | {"PYTHONPATH": str(ROOT)}, logs)
     child.start(http_ready(f"http://127.0.0.1:{port}/healthz"), timeout=60)
     return child, f"http://127.0.0.1:{port}"

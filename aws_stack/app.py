@@ -17,14 +17,14 @@ import environments
 from aws_stack.acknowledgements import acknowledge
 from aws_stack.api_service import GcpTarget
 from aws_stack.stack import SkybridgeStack
-from environments import outputs as handover
-from runtime.packaging import (
+from deployment.packaging import (
     COMPLETE,
     ROOT,
     WheelhouseError,
     build_artifact,
     build_wheelhouse,
 )
+from environments import outputs as handover
 
 PLACEHOLDER = "PLACEHOLDER-run-gcp_stack-deploy-first"
 
@@ -61,7 +61,7 @@ def _wheelhouse(setting: object) -> Path | None:
     if not (path / COMPLETE).exists():
         raise WheelhouseError(
             f"-c wheelhouse={setting}: not a complete wheelhouse; build one with "
-            "`python -m runtime.packaging wheelhouse` or pass -c wheelhouse=true"
+            "`python -m deployment.packaging wheelhouse` or pass -c wheelhouse=true"
         )
     return path
 

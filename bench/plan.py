@@ -12,12 +12,12 @@ def bench_plan(cfg: Settings) -> Outcome:
     """`gcp_stack plan` of the deployed stack (nothing to change), in process, against the
     fake control plane adding 50 ms per request; parallelism 8 against parallelism 1."""
     import environments
+    from deployment.packaging import build_artifact
     from gcp_stack import stack
     from gcp_stack.api import Api
     from gcp_stack.engine import Engine
     from gcp_stack.resources import Context
     from local_stack.control_plane import ControlPlane
-    from runtime.packaging import build_artifact
 
     environment = environments.load("dev")
     artifact = build_artifact(ROOT / "build" / "artifacts")

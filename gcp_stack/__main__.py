@@ -12,6 +12,7 @@ from typing import Any
 from rich.console import Console
 
 import environments
+from deployment.packaging import ROOT, build_artifact
 from environments import outputs as handover
 from gcp_stack import stack
 from gcp_stack.api import Api
@@ -19,7 +20,6 @@ from gcp_stack.engine import Engine, Plan
 from gcp_stack.errors import GcpStackError
 from gcp_stack.names import Names
 from gcp_stack.resources import Bucket, Context
-from runtime.packaging import ROOT, build_artifact
 
 SYMBOLS = {"create": "[green]+", "update": "[yellow]~", "replace": "[red]-/+", "delete": "[red]-"}
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app
+from flask import Blueprint
 
-from runtime.db import outbox_stats, utcnow
+from runtime import outbox
+from runtime.api.services import services
+from runtime.db import utcnow
 
 blueprint = Blueprint("health", __name__)
 
@@ -17,9 +19,8 @@ def healthz():
 @blueprint.get("/readyz")
 def readyz():
     """Ready when the database answers; reports the outbox backlog (a 503 when it doesn't)."""
-    engine = current_app.extensions["skybridge"]["engine"]
-    with engine.begin() as connection:
-        backlog, oldest_age = outbox_stats(connection, utcnow())
+    with services().engine.begin() as connection:
+        backlog, oldest_age = outbox.stats(connection, utcnow())
     return {
         "status": "ready",
         "database": "ok",

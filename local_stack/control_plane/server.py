@@ -199,22 +199,21 @@ class ControlPlane:
         parent = re.escape(self.key(request.api, request.name) + "/").replace("/\\-/", "/[^/]+/")
         pattern = re.compile(f"^{parent}[^/]+$")
         rules = rules_of(request.api)
-        items = [
-            resource
+        # Small pages, the token a cursor (the last key returned), so that pages stay
+        # right while others create and delete. https://google.aip.dev/158
+        after = request.query.get("pageToken") or ""
+        found = [
+            (key, resource)
             for key, resource in sorted(self.store.items())
-            if pattern.match(key) and rules.listed(self, request, key)
+            if pattern.match(key) and rules.listed(self, request, key) and key > after
         ]
-        size = self.fidelity.page_size
-        start = int(request.query.get("pageToken") or 0)
         page: dict[str, Any] = {}
-        if size and len(items) > start + size:
-            # Small pages: the rest comes with the token. https://google.aip.dev/158
-            page["nextPageToken"] = str(start + size)
-            items = items[start : start + size]
-        elif size:
-            items = items[start:]
-        if items:
-            page[discovery.list_field(request.method)] = items
+        size = self.fidelity.page_size
+        if size and len(found) > size:
+            found = found[:size]
+            page["nextPageToken"] = found[-1][0]
+        if found:
+            page[discovery.list_field(request.method)] = [resource for _, resource in found]
         return page
 
     def _create(self, request: Request) -> Answer:

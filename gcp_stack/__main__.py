@@ -33,6 +33,7 @@ SYMBOLS = {
     "update": ("~", "yellow"),
     "replace": ("-/+", "red"),
     "delete": ("-", "red"),
+    "conflict": ("!", "red"),
 }
 COMMANDS = {
     "synth": "print the desired state as JSON (no cloud needed)",
@@ -40,6 +41,7 @@ COMMANDS = {
     "deploy": "apply the plan, then write gcp-outputs/<env>.json",
     "destroy": "delete everything the stack owns (APIs stay enabled)",
     "outputs": "print what deploy hands the AWS side",
+    "import": "adopt an existing resource the plan shows as a conflict (adds the stack label)",
 }
 
 
@@ -112,6 +114,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
             command.add_argument("--auto-approve", action="store_true", help="apply, no asking")
         if name == "destroy":
             command.add_argument("--force", action="store_true", help="empty the bucket first")
+        if name == "import":
+            command.add_argument("key", help="the resource's key, as the plan names it")
     return parser.parse_args(argv)
 
 
@@ -199,6 +203,22 @@ def outputs(engine: Engine, environment: environments.Environment) -> handover.G
     )
 
 
+def adopt(engine: Engine, key: str, console: Console) -> int:
+    """`import KEY`: put the stack label on an existing resource the stack declares."""
+    resource = engine.resources.get(key)
+    if resource is None:
+        raise UsageError(f"{key!r} is not a resource of this stack: `plan` lists their keys")
+    live = engine.ctx.live.get(key)
+    if live is None:
+        raise UsageError(f"{key} does not exist in project {engine.ctx.project}: nothing to import")
+    if resource.owned_by(live, engine.ctx):
+        console.print(Text(f"{key} is already this stack's"))
+        return 0
+    resource.update(engine.ctx, [resource.label_field])
+    console.print(Text(f"imported {key}: the next plan shows what differs from the stack"))
+    return 0
+
+
 def project_number(api: Api, project: str) -> str:
     projects = api.client("cloudresourcemanager", "v1").projects()
     found = api.call(f"project/{project}", "read", lambda: projects.get(projectId=project))
@@ -259,6 +279,8 @@ def run(args: argparse.Namespace, console: Console) -> int:
             resource.force_destroy = args.force
     engine = Engine(resources, ctx, parallelism=args.parallelism)
     plan = engine.plan(destroy=args.command == "destroy")
+    if args.command == "import":
+        return adopt(engine, args.key, console)
     if args.command == "outputs":
         values = outputs(engine, environment)
         if not values.ingest_url:
@@ -272,6 +294,11 @@ def run(args: argparse.Namespace, console: Console) -> int:
         print(plan.to_json())
     else:
         print_plan(console, plan)
+    if plan.conflicts:
+        raise UsageError(
+            f"{len(plan.conflicts)} resource(s) exist but are not this stack's (marked ! "
+            "above): import them with `python -m gcp_stack import KEY`, or remove them"
+        )
     if args.command == "plan":
         return 2 if args.detailed_exitcode and plan.pending else 0
     if plan.pending:

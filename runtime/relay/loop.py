@@ -16,7 +16,7 @@ from runtime import outbox
 from runtime.db import utcnow
 from runtime.observability import Metrics
 from runtime.relay.breaker import CircuitBreaker
-from runtime.relay.ingest_client import IngestClient, Outcome
+from runtime.relay.ingest_client import IngestClient, Item, Outcome, pack, serialise
 from runtime.settings import Settings
 from runtime.token_sources import TokenSource
 
@@ -40,7 +40,6 @@ class Relay:
             settings.ingest_url,
             token_source,
             timeout=settings.relay_timeout_seconds,
-            source=settings.source,
             session=session,
         )
         self.metrics = metrics or Metrics("none", "", "relay")
@@ -75,7 +74,16 @@ class Relay:
         if not batch:
             return 0
         started = time.perf_counter()
-        outcome = self.ingest.post(batch)
+        outcome = Outcome()
+        items = []
+        for claimed in batch:
+            try:
+                items.append(serialise(claimed, self.settings.source))
+            except (ValueError, KeyError, TypeError) as error:
+                reason = f"cannot be forwarded as JSON: {error}"
+                outcome.rejected[claimed.submission_id] = reason
+        for chunk in pack(items, self.settings.relay_batch_max_bytes):
+            outcome = outcome.merge(self.deliver(chunk))
         latency_ms = (time.perf_counter() - started) * 1000
         self.settle(batch, outcome)
         self.breaker.record(not outcome.retry or bool(outcome.forwarded), time.monotonic())
@@ -88,6 +96,35 @@ class Relay:
             }
         )
         return len(batch)
+
+    def deliver(self, items: list[Item], first: Outcome | None = None) -> Outcome:
+        """Post the items; when ingest refuses or loses the request as a whole, split it
+        until the culprit is alone, so one bad item never holds back the others.
+
+        A refusal (400, 413, 422) is about what was sent: both halves are tried, down to
+        single items, and a single refused item is rejected. Any other failure is retried
+        later, unless the two halves disagree: an outage fails both (one round costs three
+        requests, and the breaker counts it), a batch that fails for what is in it fails
+        in one half only, which is split further. (Two such culprits in both halves look
+        like an outage and the batch is retried; the jittered backoff puts its rows into
+        other batches next time.)
+        """
+        outcome = first or self.ingest.post(items)
+        if outcome.batch_error is None:
+            return outcome
+        if len(items) == 1:
+            if not outcome.permanent:
+                return outcome
+            reason = f"ingest refused it on its own: {outcome.batch_error}"
+            return Outcome(rejected={items[0].submission_id: reason})
+        middle = len(items) // 2
+        left, right = items[:middle], items[middle:]
+        if outcome.permanent:
+            return self.deliver(left).merge(self.deliver(right))
+        left_outcome, right_outcome = self.ingest.post(left), self.ingest.post(right)
+        if left_outcome.batch_error and right_outcome.batch_error:
+            return outcome
+        return self.deliver(left, left_outcome).merge(self.deliver(right, right_outcome))
 
     def claim(self) -> list[outbox.Claimed]:
         return outbox.claim(

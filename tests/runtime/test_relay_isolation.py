@@ -8,7 +8,7 @@ import threading
 
 import functions_framework
 import pytest
-from sqlalchemy import select
+from sqlalchemy import create_engine, select, text
 from werkzeug.serving import make_server
 
 from runtime.api import create_app
@@ -30,8 +30,18 @@ def fake():
         yield ingest
 
 
+def empty(database_url: str) -> None:
+    """Start from empty tables: tests elsewhere share the MySQL database and may leave rows."""
+    engine = create_engine(database_url)
+    with engine.begin() as connection:
+        for table in ("outbox", "submissions", "schema_migrations"):
+            connection.execute(text(f"DROP TABLE IF EXISTS {table}"))
+    engine.dispose()
+
+
 @pytest.fixture
 def db(database_url):
+    empty(database_url)
     engine = create_db_engine(Settings(database_url=database_url))
     migrate(engine)
     yield engine
@@ -168,6 +178,7 @@ def ingest_url(topic):
 
 
 def test_poison_among_hundreds_of_submissions_delays_none_of_them(database_url, ingest_url):
+    empty(database_url)
     app = create_app({"database_url": database_url, "migrate_on_start": True, "metrics": "none"})
     client, engine = app.test_client(), services(app).engine
     hostile = [

@@ -11,6 +11,7 @@ from typing import Any
 
 import requests
 from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from runtime import outbox
 from runtime.db import utcnow
@@ -21,6 +22,9 @@ from runtime.settings import Settings
 from runtime.token_sources import TokenSource
 
 log = logging.getLogger("skybridge.relay")
+# However long the database has been away, try again at least this often: an RDS failover
+# takes 60-120 s, and the relay should resume within seconds of it.
+DATABASE_BACKOFF_MAX = 15.0
 
 
 class Relay:
@@ -49,20 +53,50 @@ class Relay:
             max_cooldown=settings.relay_backoff_max,
         )
         self.stopping = threading.Event()
+        self.healthy = True
+        self._database_failures = 0
         self._last_gauges = 0.0
 
     def run(self) -> None:
+        """Deliver until stop(). The database going away (a failover, a restart, the
+        network) is waited out with backoff, reported as RelayHealthy 0, never fatal."""
         log.info("relay started", extra={"event": "relay.started"})
         while not self.stopping.is_set():
             pause = self.breaker.wait_time(time.monotonic())
             if pause:
                 self.stopping.wait(pause)
                 continue
-            delivered = self.run_once()
-            self._report_gauges()
+            try:
+                delivered = self.run_once()
+                self._report_gauges()
+            except SQLAlchemyError as error:
+                self.stopping.wait(self._database_failed(error))
+                continue
+            if not self.healthy:
+                self.healthy, self._database_failures, self._last_gauges = True, 0, 0.0
+                log.info("database reachable again", extra={"event": "relay.db_recovered"})
+                self._report_gauges()
             if delivered == 0:
                 self.stopping.wait(self.settings.relay_poll_interval)
         log.info("relay stopped", extra={"event": "relay.stopped"})
+
+    def _database_failed(self, error: SQLAlchemyError) -> float:
+        """Report the failure; returns how long to wait before the next try. Whatever was
+        claimed and not settled comes back when its lease runs out."""
+        self.healthy = False
+        self._database_failures += 1
+        delay = min(
+            DATABASE_BACKOFF_MAX,
+            self.settings.relay_backoff_base * 2 ** min(self._database_failures - 1, 16),
+        )
+        log.warning(
+            "database unavailable (%s); retrying in %.1fs",
+            type(error).__name__,
+            delay,
+            extra={"event": "relay.db_unavailable", "failures": self._database_failures},
+        )
+        self.metrics.emit({"RelayHealthy": (0, "None"), "DatabaseErrors": (1, "Count")})
+        return delay
 
     def stop(self, *_: Any) -> None:
         """Finish the batch in hand, then return from run(): nothing claimed is dropped."""
@@ -160,7 +194,11 @@ class Relay:
         with self.engine.begin() as connection:
             backlog, oldest = outbox.stats(connection, utcnow())
         self.metrics.emit(
-            {"OutboxBacklog": (backlog, "Count"), "OutboxOldestAgeSeconds": (oldest, "Seconds")}
+            {
+                "OutboxBacklog": (backlog, "Count"),
+                "OutboxOldestAgeSeconds": (oldest, "Seconds"),
+                "RelayHealthy": (1, "None"),
+            }
         )
 
 

@@ -8,15 +8,13 @@ import threading
 
 import functions_framework
 import pytest
-from sqlalchemy import create_engine, select, text
+from sqlalchemy import create_engine, select, text, update
 from werkzeug.serving import make_server
 
 from runtime.api import create_app
 from runtime.api.services import services
-from runtime.db import create_db_engine, insert_rows, migrate, outbox, submissions, utcnow
+from runtime.db import create_db_engine, migrate, submissions
 from runtime.envelope import sha256_hex
-from runtime.ids import new_id
-from runtime.outbox import pending
 from runtime.relay import Relay
 from runtime.settings import Settings
 from tests.fakes.ingest import FakeIngest
@@ -133,25 +131,15 @@ def services_accept(db, data: dict) -> str:
 
 
 def insert_raw(db, body: str) -> str:
-    """A row written before the JSON policy existed (or by hand), straight into the tables."""
-    now = utcnow()
-    sid = new_id(now)
-    row = {
-        "id": sid,
-        "schema_version": "1",
-        "type": "t",
-        "body": body,
-        "sha256": sha256_hex(body.encode("utf-8", "surrogatepass")),
-        "idempotency_key": None,
-        "status": "accepted",
-        "attempts": 0,
-        "last_error": None,
-        "message_id": None,
-        "received_at": now,
-        "updated_at": now,
-        "forwarded_at": None,
-    }
-    insert_rows(db, [(submissions, row), (outbox, pending(sid, now))])
+    """A row written before the JSON policy existed (or by hand): accepted as a normal
+    submission, then its stored body replaced."""
+    sid = services_accept(db, {"placeholder": True})
+    with db.begin() as connection:
+        connection.execute(
+            update(submissions)
+            .where(submissions.c.id == sid)
+            .values(body=body, sha256=sha256_hex(body.encode("utf-8", "surrogatepass")))
+        )
     return sid
 
 

@@ -55,6 +55,18 @@ def database_url(request, tmp_path: Path) -> Iterator[str]:
         return
     url = request.getfixturevalue("mysql_database_url")
     yield url
+    drop_tables(url)
+
+
+@pytest.fixture
+def mysql_url(mysql_database_url: str) -> Iterator[str]:
+    """MySQL/MariaDB only, on empty tables (for behaviour SQLite does not have)."""
+    yield mysql_database_url
+    drop_tables(mysql_database_url)
+
+
+def drop_tables(url: str) -> None:
+    """The tests share one MySQL database: each leaves it without tables."""
     engine = create_engine(url)
     with engine.begin() as connection:
         for table in ("outbox", "submissions", "schema_migrations"):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pymysql.connections
 import pytest
-from sqlalchemy import create_engine, func, select, text
+from sqlalchemy import create_engine, func, select
 from sqlalchemy.engine import make_url
 
 import runtime.db.engine
@@ -20,16 +20,6 @@ from tests.fakes.tcp_proxy import TcpProxy
 pytestmark = pytest.mark.mysql
 
 SUBMISSION = SubmissionIn(type="accept.path", data={"text": "it's; a ; test", "n": 1})
-
-
-@pytest.fixture
-def mysql_url(mysql_database_url):
-    yield mysql_database_url
-    engine = create_engine(mysql_database_url)
-    with engine.begin() as connection:
-        for table in ("outbox", "submissions", "schema_migrations"):
-            connection.execute(text(f"DROP TABLE IF EXISTS {table}"))
-    engine.dispose()
 
 
 @pytest.fixture

@@ -57,6 +57,7 @@ class Settings(BaseModel):
     relay_backoff_max: float = Field(default=300.0, gt=0)
     relay_breaker_threshold: int = Field(default=5, ge=1)
     relay_breaker_cooldown: float = Field(default=10.0, gt=0)
+    relay_gauge_interval: float = Field(default=10.0, gt=0)  # outbox backlog metrics
 
     # Functions
     topic: str = ""  # projects/<p>/topics/<t>

@@ -154,19 +154,28 @@ def wait_for_objects(
     `healthy` says waiting is pointless."""
     wanted = {sent.object_name for sent in report.accepted}
     deadline = time.monotonic() + timeout
-    while wanted - report.stored.keys() and time.monotonic() < deadline and healthy():
-        for name, download in list_objects():
-            if name in wanted and name not in report.stored:
-                report.stored[name] = json.loads(download())
+
+    def fetch(item: tuple[str, Callable[[], bytes]]) -> tuple[str, dict[str, Any]]:
+        return item[0], json.loads(item[1]())
+
+    with ThreadPoolExecutor(8) as pool:  # one download is a round trip: overlap them
+        while wanted - report.stored.keys() and time.monotonic() < deadline and healthy():
+            new = [(n, d) for n, d in list_objects() if n in wanted and n not in report.stored]
+            for name, asset in pool.map(fetch, new):
+                report.stored[name] = asset
                 progress(1)
-        time.sleep(0.2)
+            time.sleep(0.2)
 
 
 def follow_statuses(api_url: str, report: Report) -> None:
     session = _session()
-    for sent in report.accepted:
+
+    def status(sent: Sent) -> tuple[str, str]:
         response = session.get(f"{api_url}/v1/submissions/{sent.id}", timeout=10)
-        report.statuses[sent.id] = response.json().get("status", f"HTTP {response.status_code}")
+        return sent.id, response.json().get("status", f"HTTP {response.status_code}")
+
+    with ThreadPoolExecutor(8) as pool:
+        report.statuses.update(pool.map(status, report.accepted))
 
 
 def compare(report: Report) -> None:

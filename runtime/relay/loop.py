@@ -55,12 +55,13 @@ class Relay:
     def run(self) -> None:
         log.info("relay started", extra={"event": "relay.started"})
         while not self.stopping.is_set():
+            # Before the breaker's pause: the backlog gauges matter most while GCP is away.
+            self._report_gauges()
             pause = self.breaker.wait_time(time.monotonic())
             if pause:
-                self.stopping.wait(pause)
+                self.stopping.wait(min(pause, self.settings.relay_gauge_interval))
                 continue
             delivered = self.run_once()
-            self._report_gauges()
             if delivered == 0:
                 self.stopping.wait(self.settings.relay_poll_interval)
         log.info("relay stopped", extra={"event": "relay.stopped"})
@@ -116,8 +117,8 @@ class Relay:
         )
         return timedelta(seconds=random.uniform(0, ceiling))  # noqa: S311 — jitter, not crypto
 
-    def _report_gauges(self, every: float = 10.0) -> None:
-        if time.monotonic() - self._last_gauges < every:
+    def _report_gauges(self) -> None:
+        if time.monotonic() - self._last_gauges < self.settings.relay_gauge_interval:
             return
         self._last_gauges = time.monotonic()
         with self.engine.begin() as connection:

@@ -30,7 +30,7 @@ def draw(
     flow.plot(x, [s.accepted for s in seconds], label="accepted (202) /s", color="tab:blue")
     flow.plot(x, [s.stored for s in seconds], label="stored in bucket /s", color="tab:green")
     flow.set_ylabel("submissions / s")
-    flow.legend(loc="upper left")
+    flow.legend(loc="upper right")
     backlog.plot(x, [s.backlog for s in seconds], label="outbox backlog", color="tab:orange")
     backlog.set_ylabel("backlog (rows)")
     age = backlog.twinx()
@@ -43,7 +43,7 @@ def draw(
         if act.name == outage and act.ended:
             for axis in (flow, backlog, alarms):
                 axis.axvspan(act.started - origin, act.ended - origin, color="grey", alpha=0.2)
-            flow.annotate(outage, (act.started - origin, flow.get_ylim()[1] * 0.92))
+            flow.annotate(outage, (act.started - origin + 0.5, flow.get_ylim()[1] * 0.9))
     names = sorted(spans)
     for row, name in enumerate(names):
         bars = [(start - origin, end - start) for start, end in spans[name]]

@@ -182,6 +182,9 @@ class Monitor:
         """The alarms in ALARM at `at`, each judged over its own metric's points only."""
         names = []
         for rule in self.rules:
+            period, _ = rule.scaled(self.scale)
+            if self.seconds and at - rule.evaluation_periods * period < self.seconds[0].time:
+                continue  # not yet a whole evaluation's worth of data seen
             chosen = self._selected(rule)
             if rule.state_at(chosen, at, self.scale, selected=True) == alarms.ALARM:
                 names.append(rule.name)

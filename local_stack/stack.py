@@ -2,6 +2,7 @@
 
 Pub/Sub emulator ← ingest (functions-framework) ← relay ← outbox ← API (gunicorn)
        └─push─→ store (functions-framework) → fake-gcs-server
+                  └─receipt─→ receipts topic ─pull─→ relay (marks `stored`)
 """
 
 from __future__ import annotations
@@ -47,6 +48,14 @@ class Names:
         return f"projects/{PROJECT}/subscriptions/{self.prefix}-dead-letter"
 
     @property
+    def receipts_topic(self) -> str:
+        return f"projects/{PROJECT}/topics/{self.prefix}-receipts"
+
+    @property
+    def receipts_subscription(self) -> str:
+        return f"projects/{PROJECT}/subscriptions/{self.prefix}-receipts-relay"
+
+    @property
     def bucket(self) -> str:
         return f"{self.prefix}-assets"
 
@@ -60,6 +69,10 @@ class Options:
     push_min_backoff: float = 0.2
     push_max_backoff: float = 2.0
     ack_deadline: int = 10
+    # Reconciliation: short enough for a demo, longer than the push retry budget above
+    # (5 attempts, backoff 0.2 → 2 s: about 6 s), so nothing in flight is sent twice.
+    confirm_window: float = 20.0
+    reconcile: bool = True
     relay_env: dict[str, str] = field(default_factory=dict)
     store_source: str = ""  # another functions-framework source for `store` (fault tests)
     ingest_source: str = ""  # likewise for `ingest`
@@ -115,6 +128,7 @@ class LocalStack:
             "SKYBRIDGE_TOKEN_SOURCE": "none",
             "SKYBRIDGE_SOURCE": "local",
             "SKYBRIDGE_METRICS": "emf",  # the API and relay write what CloudWatch reads
+            "SKYBRIDGE_RECEIPTS_TOPIC": self.names.receipts_topic,
         }
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -166,6 +180,11 @@ class LocalStack:
                 "SKYBRIDGE_RELAY_LEASE_SECONDS": "10",
                 "SKYBRIDGE_RELAY_POLL_INTERVAL": "0.05",
                 "SKYBRIDGE_RELAY_GAUGE_INTERVAL": str(self.options.sample_interval),
+                "SKYBRIDGE_RECEIPTS_SUBSCRIPTION": self.names.receipts_subscription,
+                "SKYBRIDGE_RECEIPTS_PULL_TIMEOUT": "2",
+                "SKYBRIDGE_CONFIRM_WINDOW_SECONDS": str(self.options.confirm_window),
+                "SKYBRIDGE_RECONCILE": "true" if self.options.reconcile else "false",
+                "SKYBRIDGE_RECONCILE_INTERVAL_SECONDS": "0.5",
             } | self.options.relay_env
         elif name == "probe":
             argv = [sys.executable, "-m", "local_stack.probe", self.url("api"),
@@ -278,7 +297,19 @@ class LocalStack:
                 },
             }
         )
+        publisher.create_topic(name=names.receipts_topic)
+        self.create_receipts_subscription()
         storage.emulator_client(self.gcs.url).create_bucket(names.bucket)
+
+    def create_receipts_subscription(self) -> None:
+        """The relay's pull subscription on the receipts topic (the fault tests re-create it)."""
+        self.subscriber().create_subscription(
+            request={
+                "name": self.names.receipts_subscription,
+                "topic": self.names.receipts_topic,
+                "ack_deadline_seconds": 10,
+            }
+        )
 
     def _migrate(self) -> None:
         import subprocess

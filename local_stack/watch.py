@@ -30,11 +30,11 @@ class Second:
     time: float
     accepted: int = 0  # Skybridge/Accepted (EMF, api)
     forwarded: int = 0  # Skybridge/Forwarded (EMF, relay)
-    stored: int = 0  # store's submission.stored entries (the log-based metric's count)
+    stored: int = 0  # Skybridge/Stored (EMF, relay): receipts that confirmed a submission
     backlog: float = 0  # Skybridge/OutboxBacklog (EMF gauge, relay)
     oldest_age: float = 0  # Skybridge/OutboxOldestAgeSeconds
     dead_letters: float = 0  # num_undelivered_messages on the dead-letter subscription
-    p50_ms: float | None = None  # end to end: accepted (api entry) → stored (store entry)
+    p50_ms: float | None = None  # Skybridge/EndToEndLatencyMs over the last 10 s
     p99_ms: float | None = None
     breaker: str = "closed"  # the relay's circuit_open / circuit_closed entries
     firing: tuple[str, ...] = ()
@@ -50,8 +50,7 @@ class Monitor:
     interval: float = 0.25
     seconds: list[Second] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # what the view could not show, and why
-    _accepted_at: dict[str, float] = field(default_factory=dict)
-    _latencies: list[tuple[float, float]] = field(default_factory=list)  # (stored at, ms)
+    _latencies: list[tuple[float, float]] = field(default_factory=list)  # (when, ms)
     _gauges: dict[str, float] = field(default_factory=dict)
     _breaker: str = "closed"
     _open: dict[int, Second] = field(default_factory=dict)
@@ -139,6 +138,10 @@ class Monitor:
                 second.accepted += int(point.value)
             elif point.name == "Forwarded":
                 second.forwarded += int(point.value)
+            elif point.name == "Stored":
+                second.stored += int(point.value)
+            elif point.name == "EndToEndLatencyMs":
+                self._latencies.append((point.time, point.value))
             elif point.name in ("OutboxBacklog", "OutboxOldestAgeSeconds"):
                 self._gauges[point.name] = point.value
         elif (
@@ -149,16 +152,7 @@ class Monitor:
 
     def _entry(self, second: Second, entry: Entry) -> None:
         event = entry.payload.get("event")
-        sid = entry.payload.get("submission_id")
-        if event == "submission.accepted" and sid:
-            self._accepted_at[sid] = entry.time
-        elif event == "submission.stored":
-            second.stored += 1
-            if sid in self._accepted_at:
-                self._latencies.append(
-                    (entry.time, (entry.time - self._accepted_at.pop(sid)) * 1000)
-                )
-        elif event in BREAKER_EVENTS:
+        if event in BREAKER_EVENTS:
             self._breaker = BREAKER_EVENTS[event]
 
     def add_rules(self, rules: list[alarms.Rule]) -> None:

@@ -48,7 +48,7 @@ def draw(
     for row, name in enumerate(names):
         bars = [(start - origin, end - start) for start, end in spans[name]]
         alarms.broken_barh(bars, (row - 0.35, 0.7), color="tab:red")
-    alarms.set_yticks(range(len(names)), names or ["(none fired)"])
+    alarms.set_yticks(range(max(len(names), 1)), names or ["(none fired)"])
     alarms.set_ylim(-0.6, max(len(names), 1) - 0.4)
     alarms.set_xlabel("seconds since the demo started")
     alarms.set_title("alarms firing (evaluated with time compressed)", fontsize=9)

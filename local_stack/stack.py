@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gcp_stack.names import Names as CloudNames
 from local_stack.ports import free_port
 from local_stack.processes import Child, http_ready, log_ready, tcp_ready
 from local_stack.storage import FakeGcs
@@ -25,35 +26,45 @@ PROJECT = "skybridge-local"
 
 @dataclass
 class Names:
-    """The cloud's names for the same things (gcp_stack.stack.Names), so a monitoring filter
-    that names a subscription selects the same one here."""
+    """The cloud's names for the same things (gcp_stack.names), so that a monitoring filter
+    naming a subscription or a function selects the same one here."""
 
     prefix: str = "skybridge-local"
 
     @property
+    def cloud(self) -> CloudNames:
+        return CloudNames(self.prefix, PROJECT)
+
+    def _topic(self, topic_id: str) -> str:
+        return f"projects/{PROJECT}/topics/{topic_id}"
+
+    def _subscription(self, subscription_id: str) -> str:
+        return f"projects/{PROJECT}/subscriptions/{subscription_id}"
+
+    @property
     def topic(self) -> str:
-        return f"projects/{PROJECT}/topics/{self.prefix}-submissions"
+        return self._topic(self.cloud.topic)
 
     @property
     def dead_letter_topic(self) -> str:
-        return f"projects/{PROJECT}/topics/{self.prefix}-dead-letter"
+        return self._topic(self.cloud.dead_letter)
 
     @property
     def push_subscription(self) -> str:
         # On GCP Eventarc names the trigger's subscription itself.
-        return f"projects/{PROJECT}/subscriptions/{self.prefix}-store-push"
+        return self._subscription(f"{self.prefix}-store-push")
 
     @property
     def dead_letter_subscription(self) -> str:
-        return f"projects/{PROJECT}/subscriptions/{self.prefix}-dead-letter"
+        return self._subscription(self.cloud.dead_letter)
 
     @property
     def receipts_topic(self) -> str:
-        return f"projects/{PROJECT}/topics/{self.prefix}-receipts"
+        return self._topic(f"{self.prefix}-receipts")
 
     @property
     def receipts_subscription(self) -> str:
-        return f"projects/{PROJECT}/subscriptions/{self.prefix}-receipts-relay"
+        return self._subscription(f"{self.prefix}-receipts-relay")
 
     @property
     def bucket(self) -> str:

@@ -8,6 +8,7 @@ Writes docs/live-view.png; the demo's own timeline is copied to docs/timeline.pn
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -27,15 +28,17 @@ BACKGROUND, FOREGROUND = (24, 24, 28), (220, 220, 220)
 
 
 def capture(workdir: Path, wait_for: str, timeout: float = 240) -> str:
+    """The pane once `wait_for` (a regex) matches it."""
     command = f"cd {ROOT} && {sys.executable} -m local_stack --workdir {workdir} demo"
     subprocess.run(["tmux", "new-session", "-d", "-s", SESSION, "-x", "100", "-y", "40",
                     command + "; sleep 30"], check=True)  # fmt: skip
     deadline = time.monotonic() + timeout
     try:
         while time.monotonic() < deadline:
-            screen = subprocess.run(["tmux", "capture-pane", "-p", "-e", "-t", SESSION],
-                                    capture_output=True, text=True, check=True).stdout  # fmt: skip
-            if wait_for in screen:
+            pane = subprocess.run(["tmux", "capture-pane", "-p", "-e", "-t", SESSION],
+                                  capture_output=True, text=True, check=False)  # fmt: skip
+            screen = pane.stdout  # empty while a fresh tmux server is still coming up
+            if re.search(wait_for, re.sub(r"\x1b\[[0-9;]*m", "", screen)):
                 return screen
             time.sleep(0.5)
         raise TimeoutError(f"{wait_for!r} never appeared on the screen")
@@ -72,7 +75,7 @@ def _console():
 
 def main() -> int:
     workdir = Path(tempfile.mkdtemp(prefix="skybridge-screenshot-"))
-    screen = capture(workdir, "breaker │ open")
+    screen = capture(workdir, r"alarms firing\s+│\s+\S*Outbox")
     draw(screen, DOCS / "live-view.png")
     shutil.copy(workdir / "timeline.png", DOCS / "timeline.png")
     print(DOCS / "live-view.png", DOCS / "timeline.png")

@@ -4,9 +4,11 @@ alert policies and dashboard charts of gcp_stack's desired state."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator, Mapping
@@ -167,13 +169,35 @@ def for_local(prefix: str, env: str = "dev") -> Definitions:
     return Definitions(resources=gcp_definitions(env), outputs=local_outputs(prefix))
 
 
+CACHE = ROOT / ".local_stack" / "cdk"
+
+
 def synthesize(env: str, outdir: Path) -> dict[str, Any]:
     """The AWS stack's template, synthesized offline the way `cdk synth` runs the app
     (CDK_OUTDIR and CDK_CONTEXT_JSON are how the CLI hands an app its output directory and
-    context). Takes ~20 s: the demo runs it in the background."""
+    context). Takes ~20 s, so the demo runs it in the background, and the result is kept
+    under .local_stack/cdk/ keyed by a hash of everything the synth reads."""
     context = json.loads((ROOT / "cdk.json").read_text())["context"] | {"env": env}
+    cached = CACHE / f"{env}-{_inputs_hash(env)}.template.json"
+    if cached.exists():
+        return json.loads(cached.read_text())
     environ = os.environ | {"CDK_OUTDIR": str(outdir), "CDK_CONTEXT_JSON": json.dumps(context)}
     subprocess.run([sys.executable, "-m", "aws_stack"], cwd=ROOT, env=environ, check=True,
                    capture_output=True, timeout=300)  # fmt: skip
     (template,) = outdir.glob(f"skybridge-{env}*.template.json")
+    CACHE.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(template, cached)
     return json.loads(template.read_text())
+
+
+def _inputs_hash(env: str) -> str:
+    digest = hashlib.sha256()
+    files = [
+        ROOT / "cdk.json",
+        ROOT / "environments" / f"{env}.toml",
+        *sorted((ROOT / "aws_stack").rglob("*.py")),
+        *sorted((ROOT / "runtime").rglob("*.py")),
+    ]
+    for path in files:  # fmt: skip
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]

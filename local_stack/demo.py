@@ -39,12 +39,14 @@ def monitor_for(stack: LocalStack, aws: bool = True, env: str = "dev") -> Monito
     if aws:
 
         def add_cloudwatch() -> None:
+            monitor.pending.set()
             try:
                 template = definitions.synthesize(env, stack.options.workdir / "cdk.out")
             except Exception as error:  # noqa: BLE001 — the demo goes on with GCP's alerts
                 monitor.notes.append(f"CloudWatch alarms unavailable: the synth failed ({error})")
                 return
             monitor.add_rules(definitions.Definitions(template).aws_rules())
+            monitor.pending.clear()
 
         threading.Thread(target=add_cloudwatch, daemon=True, name="synth").start()
     return monitor
@@ -79,7 +81,7 @@ class View:
             self.console.print(plain(self.monitor.latest()), soft_wrap=True)
 
     def title(self) -> str:
-        return f"skybridge — live (alarms: time compressed {self.monitor.scale:.0f} to 1)"
+        return f"skybridge live view · alarms at {self.monitor.scale:.0f}:1 time"
 
 
 def verify(stack: LocalStack, sent: list[check.Sent], timeout: float, view: View) -> check.Report:
@@ -146,6 +148,11 @@ def demo(
         monitor.step()
         view.update()
     monitor.stop()
+    if monitor.pending.is_set():
+        with console.status("waiting for the CDK synth, to judge the CloudWatch alarms too…"):
+            deadline = time.monotonic() + 120
+            while monitor.pending.is_set() and time.monotonic() < deadline:
+                time.sleep(0.5)
     for note in monitor.notes:
         console.print(f"[yellow]{note}")
     picture = timeline.draw(monitor.seconds, [*acts, final], stack.options.workdir / "timeline.png")

@@ -28,7 +28,9 @@ def draw(
         gridspec_kw={"height_ratios": [3, 2, max(1, len(spans)) * 0.6 + 0.6]},
     )  # fmt: skip
     flow.plot(x, [s.accepted for s in seconds], label="accepted (202) /s", color="tab:blue")
-    flow.plot(x, [s.stored for s in seconds], label="stored in bucket /s", color="tab:green")
+    flow.plot(
+        x, [s.stored for s in seconds], label="stored, confirmed by receipts /s", color="tab:green"
+    )
     flow.set_ylabel("submissions / s")
     flow.legend(loc="upper right")
     backlog.plot(x, [s.backlog for s in seconds], label="outbox backlog", color="tab:orange")

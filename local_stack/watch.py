@@ -50,6 +50,7 @@ class Monitor:
     interval: float = 0.25
     seconds: list[Second] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # what the view could not show, and why
+    pending: threading.Event = field(default_factory=threading.Event)  # rules on their way
     _latencies: list[tuple[float, float]] = field(default_factory=list)  # (when, ms)
     _gauges: dict[str, float] = field(default_factory=dict)
     _breaker: str = "closed"
@@ -218,7 +219,7 @@ def render(monitor: Monitor, title: str = "skybridge — live") -> Table:
         table.add_column(column)
     table.add_row("accepted (202)", str(second.accepted), str(totals["accepted"]))
     table.add_row("forwarded to GCP", str(second.forwarded), str(totals["forwarded"]))
-    table.add_row("stored in bucket", str(second.stored), str(totals["stored"]))
+    table.add_row("stored (receipts)", str(second.stored), str(totals["stored"]))
     table.add_row("outbox backlog", f"{second.backlog:.0f}", f"oldest {second.oldest_age:.0f} s")
     table.add_row("dead letters", f"{second.dead_letters:.0f}", "")
     table.add_row("end to end", f"p50 {_ms(second.p50_ms)}", f"p99 {_ms(second.p99_ms)}")

@@ -19,9 +19,9 @@ pytestmark = pytest.mark.slow
 
 def test_demo_runs_its_acts_delivers_everything_and_draws_the_timeline(tmp_path):
     argv = [sys.executable, "-m", "local_stack", "--workdir", str(tmp_path), "demo",
-            "--rate", "10", "--outage", "4", "--no-aws-alarms"]  # fmt: skip
+            "--rate", "5", "--outage", "4", "--timeout", "90", "--no-aws-alarms"]  # fmt: skip
     result = subprocess.run(
-        argv, capture_output=True, text=True, timeout=240, env=os.environ | {"COLUMNS": "200"}
+        argv, capture_output=True, text=True, timeout=420, env=os.environ | {"COLUMNS": "200"}
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     out = result.stdout

@@ -43,9 +43,18 @@ def capture(workdir: Path, wait_for: str, timeout: float = 240) -> str:
             time.sleep(0.5)
         raise TimeoutError(f"{wait_for!r} never appeared on the screen")
     finally:
-        while not (workdir / "timeline.png").exists() and time.monotonic() < deadline:
-            time.sleep(1)
+        _wait_for_the_end(deadline)
         subprocess.run(["tmux", "kill-session", "-t", SESSION], check=False)
+
+
+def _wait_for_the_end(deadline: float) -> None:
+    """Until the demo has written its timeline and stopped everything."""
+    while time.monotonic() < deadline:
+        pane = subprocess.run(["tmux", "capture-pane", "-p", "-S", "-200", "-t", SESSION],
+                              capture_output=True, text=True, check=False)  # fmt: skip
+        if "nothing left running" in pane.stdout:
+            return
+        time.sleep(1)
 
 
 def draw(screen: str, path: Path) -> None:

@@ -9,6 +9,7 @@ over each act's window.
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections.abc import Callable
@@ -57,9 +58,7 @@ class Traffic:
 
     api_url: str
     rate: float = 20.0
-    make: Callable[[int], dict[str, Any]] = field(
-        default=lambda i: check.varied_submissions(1, seed=i)[0]
-    )
+    make: Callable[[int], dict[str, Any]] = field(default=lambda i: _varied()[i % 500])
     sent: list[check.Sent] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
@@ -85,6 +84,11 @@ class Traffic:
             self.sent += check.post_all(self.api_url, bodies, concurrency=4, progress=_quiet)
             next_at += tick
             self._stop.wait(max(0.0, next_at - time.monotonic()))
+
+
+@functools.cache
+def _varied() -> list[dict[str, Any]]:  # made once, on first use
+    return check.varied_submissions(500)
 
 
 def _quiet(_: int) -> None:

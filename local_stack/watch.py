@@ -178,7 +178,7 @@ class Monitor:
         names = []
         for rule in self.rules:
             period, _ = rule.scaled(self.scale)
-            if self.seconds and at - rule.evaluation_periods * period < self.seconds[0].time:
+            if self.seconds and at - rule.evaluation_periods * period < self.seconds[0].time + 1:
                 continue  # not yet a whole evaluation's worth of data seen
             chosen = self._selected(rule)
             if rule.state_at(chosen, at, self.scale, selected=True) == alarms.ALARM:

@@ -31,7 +31,7 @@ def varied_submissions(count: int, seed: int = 7) -> list[dict[str, Any]]:
         lambda i: {"caption": rng.choice(words), "n": i},
         lambda i: {"nested": {"list": [1, 2.5, None, True, {"k": rng.choice(words)}]}, "i": i},
         lambda i: {"blob": "".join(rng.choices(string.ascii_letters, k=rng.randint(1, 20_000)))},
-        lambda i: {"big_int": 2**53 - i, "neg": -i, "float": i / 7},
+        lambda i: {"big_int": 2**53 - 1 - i, "neg": -i, "float": i / 7},  # I-JSON range
         lambda i: {},
         lambda i: {"tags": [rng.choice(words) for _ in range(rng.randint(0, 30))], "i": i},
     ]

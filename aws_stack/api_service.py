@@ -1,7 +1,7 @@
 """API service: an Application Load Balancer in front of an Auto Scaling group of Graviton
 instances on Amazon Linux 2023 running gunicorn (the API) and the relay as systemd units.
 
-The instances install the one runtime artifact (a CDK asset built by runtime.packaging),
+The instances install the one runtime artifact (a CDK asset built by deployment.packaging),
 from a wheelhouse shipped as a second asset when the app is given one (`-c wheelhouse=true`)
 or else from PyPI; they read their settings from SSM parameters and the database secret at
 start, and ship their logs (including EMF metric lines) to CloudWatch through the agent.
@@ -10,7 +10,6 @@ start, and ship their logs (including EMF metric lines) to CloudWatch through th
 from __future__ import annotations
 
 import json
-import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,15 +26,7 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
-from runtime import commands
-
-APP_PORT = 8000
-APP_DIR = "/opt/skybridge/app"
-VENV = "/opt/skybridge/venv"
-WHEELHOUSE = "/opt/skybridge/wheelhouse"
-PYTHON = f"{VENV}/bin/python"
-RDS_CA = "/opt/skybridge/rds-global-bundle.pem"
-RDS_CA_URL = "https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem"
+from aws_stack.instance_boot import APP_PORT, BootSettings, boot_commands
 
 
 @dataclass(frozen=True)
@@ -219,121 +210,30 @@ class ApiService(Construct):
         secret: secretsmanager.ISecret,
         log_prefix: str,
     ) -> ec2.UserData:
-        region = Stack.of(self).region
         user_data = ec2.UserData.for_linux()
         zip_path = user_data.add_s3_download_command(
             bucket=asset.bucket, bucket_key=asset.s3_object_key, local_file="/opt/skybridge/app.zip"
         )
-        unpack_wheels, index = [], ""
+        wheels_zip = None
         if wheels is not None:
             wheels_zip = user_data.add_s3_download_command(
                 bucket=wheels.bucket,
                 bucket_key=wheels.s3_object_key,
                 local_file="/opt/skybridge/wheelhouse.zip",
             )
-            unpack_wheels = [f"rm -rf {WHEELHOUSE} && unzip -q {wheels_zip} -d {WHEELHOUSE}"]
-            index = f"--no-index --find-links {WHEELHOUSE}/wheels "
-        settings = {
-            "SKYBRIDGE_DATABASE_URL": "mysql+pymysql://placeholder/skybridge",
-            "SKYBRIDGE_DATABASE_SECRET_ARN": secret.secret_arn,
-            "SKYBRIDGE_DATABASE_TLS_CA": RDS_CA,
-            "SKYBRIDGE_TOKEN_SOURCE": "aws-wif",
-            "SKYBRIDGE_GCP_CREDENTIAL_CONFIG": "/etc/skybridge/gcp-credential-config.json",
-            "SKYBRIDGE_METRICS": "emf",
-            "AWS_REGION": region,
-            "AWS_DEFAULT_REGION": region,
-        }
-        fetch = [
-            "#!/bin/bash",
-            "# Reads the GCP target from SSM at every service start (redeploys need no rebuild).",
-            "set -euo pipefail",
-            'get() { aws ssm get-parameter --region "$AWS_REGION" --name "$1" '
-            "--query Parameter.Value --output text; }",
-            f"get {self.parameters['gcp-credential-config'].parameter_name} "
-            "> /etc/skybridge/gcp-credential-config.json",
-            "{",
-            f'  echo "SKYBRIDGE_INGEST_URL=$(get {self.parameters["ingest-url"].parameter_name})"',
-            '  echo "SKYBRIDGE_GCP_SERVICE_ACCOUNT='
-            f'$(get {self.parameters["gcp-service-account"].parameter_name})"',
-            "} > /etc/skybridge/gcp.env",
-        ]
-        api = shlex.join(commands.api_argv(f"0.0.0.0:{APP_PORT}", workers=4, python=PYTHON))
-        units = {
-            "skybridge-api": (
-                api.replace("%", "%%"),
-                f"ExecStartPre={shlex.join(commands.migrate_argv(PYTHON))}",
-            ),
-            "skybridge-relay": (
-                shlex.join(commands.relay_argv(PYTHON)),
-                "ExecStartPre=/opt/skybridge/fetch-gcp-settings.sh",
-            ),
-        }
-        agent = {
-            "logs": {
-                "logs_collected": {
-                    "files": {
-                        "collect_list": [
-                            {
-                                "file_path": f"/var/log/skybridge/{name}.log",
-                                "log_group_name": f"{log_prefix}/{name}",
-                                "log_stream_name": "{instance_id}",
-                            }
-                            for name in ("api", "relay")
-                        ]
-                    }
-                }
-            }
-        }
-        user_data.add_commands(
-            "set -euxo pipefail",
-            "dnf install -y python3.12 python3.12-pip unzip amazon-cloudwatch-agent",
-            "mkdir -p /etc/skybridge /var/log/skybridge",
-            f"rm -rf {APP_DIR} && unzip -q {zip_path} -d {APP_DIR}",
-            *unpack_wheels,
-            f"python3.12 -m venv {VENV}",
-            f"{VENV}/bin/pip install --quiet {index}-r {APP_DIR}/requirements.txt",
-            f"curl -fsSL {RDS_CA_URL} -o {RDS_CA}",
-            "cat > /etc/skybridge/runtime.env <<'EOF'",
-            *[f"{key}={value}" for key, value in settings.items()],
-            "EOF",
-            "cat > /opt/skybridge/fetch-gcp-settings.sh <<'EOF'",
-            *fetch,
-            "EOF",
-            "chmod 0755 /opt/skybridge/fetch-gcp-settings.sh",
-            "cat > /opt/aws/amazon-cloudwatch-agent/etc/skybridge.json <<'EOF'",
-            json.dumps(agent),
-            "EOF",
-            "/opt/aws/amazon-cloudwatch-agent/bin/amazon-cloudwatch-agent-ctl -a fetch-config "
-            "-m ec2 -s -c file:/opt/aws/amazon-cloudwatch-agent/etc/skybridge.json",
+        settings = BootSettings(
+            region=Stack.of(self).region,
+            artifact_zip=zip_path,
+            wheelhouse_zip=wheels_zip,
+            database_secret_arn=secret.secret_arn,
+            log_prefix=log_prefix,
+            credential_config_parameter=self.parameters["gcp-credential-config"].parameter_name,
+            ssm_settings={
+                "SKYBRIDGE_INGEST_URL": self.parameters["ingest-url"].parameter_name,
+                "SKYBRIDGE_GCP_SERVICE_ACCOUNT": self.parameters[
+                    "gcp-service-account"
+                ].parameter_name,
+            },
         )
-        for name, (exec_start, pre) in units.items():
-            short = name.removeprefix("skybridge-")
-            user_data.add_commands(
-                f"cat > /etc/systemd/system/{name}.service <<'EOF'",
-                "[Unit]",
-                f"Description=skybridge {short}",
-                "After=network-online.target",
-                "Wants=network-online.target",
-                "[Service]",
-                "EnvironmentFile=/etc/skybridge/runtime.env",
-                "EnvironmentFile=-/etc/skybridge/gcp.env",
-                f"Environment=PYTHONPATH={APP_DIR}",
-                f"WorkingDirectory={APP_DIR}",
-                pre,
-                f"ExecStart={exec_start}",
-                "Restart=always",
-                "RestartSec=2",
-                "KillSignal=SIGTERM",
-                "TimeoutStopSec=40",
-                f"StandardOutput=append:/var/log/skybridge/{short}.log",
-                f"StandardError=append:/var/log/skybridge/{short}.log",
-                "[Install]",
-                "WantedBy=multi-user.target",
-                "EOF",
-            )
-        user_data.add_commands(
-            "/opt/skybridge/fetch-gcp-settings.sh",
-            "systemctl daemon-reload",
-            "systemctl enable --now skybridge-api skybridge-relay",
-        )
+        user_data.add_commands(*boot_commands(settings))
         return user_data

@@ -49,8 +49,8 @@ class SkybridgeStack(Stack):
         alarm_key = kms.Key(
             self, "AlarmTopicKey", enable_key_rotation=True, description="skybridge alarm topic"
         )
-        for service in ("cloudwatch.amazonaws.com", "autoscaling.amazonaws.com"):
-            alarm_key.grant(iam.ServicePrincipal(service), "kms:Decrypt", "kms:GenerateDataKey*")
+        for principal in ("cloudwatch.amazonaws.com", "autoscaling.amazonaws.com"):
+            alarm_key.grant(iam.ServicePrincipal(principal), "kms:Decrypt", "kms:GenerateDataKey*")
         alarm_topic = sns.Topic(
             self, "AlarmTopic", display_name=f"{environment.prefix} alarms",
             master_key=alarm_key, enforce_ssl=True,

@@ -2,7 +2,8 @@
 
 Both clouds' credentials are present, they point at the account and project named in
 `environments/<name>.toml`, and the AWS account/region is CDK-bootstrapped. Each failure
-says how to fix it; the exit code is the number of failed checks.
+says how to fix it. Exit code: 0 when every check passes, 1 when any fails, 2 when the
+environment file cannot be read.
 """
 
 from __future__ import annotations

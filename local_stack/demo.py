@@ -9,7 +9,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from local_stack.stack import LocalStack
-from smoke import check
+from smoke import check, storage
 
 
 def dead_letter_count(stack: LocalStack) -> int:
@@ -18,18 +18,6 @@ def dead_letter_count(stack: LocalStack) -> int:
         subscription=stack.names.dead_letter_subscription, max_messages=1000, timeout=5
     )
     return len(response.received_messages)
-
-
-def storage_lister(stack: LocalStack):
-    from local_stack.storage import client
-
-    bucket = client(stack.gcs.url).bucket(stack.names.bucket)
-
-    def list_objects():
-        for blob in bucket.list_blobs(prefix="submissions/"):
-            yield blob.name, blob.download_as_bytes
-
-    return list_objects
 
 
 def run(stack: LocalStack, count: int, timeout: float, console: Console) -> check.Report:
@@ -42,20 +30,25 @@ def run(stack: LocalStack, count: int, timeout: float, console: Console) -> chec
     )
     with Progress(*columns, console=console) as progress:
         posting = progress.add_task("accepted", total=count)
-        storing = progress.add_task("stored", total=count)
+        storing = progress.add_task("in bucket", total=count)
+        confirming = progress.add_task("confirmed", total=count)
         sent = check.post_all(
             stack.url("api"), bodies, progress=lambda n: progress.advance(posting, n)
         )
         report = check.Report(sent=sent)
         progress.update(storing, total=len(report.accepted))
+        progress.update(confirming, total=len(report.accepted))
+        bucket = stack.bucket()
         check.wait_for_objects(
-            storage_lister(stack),
+            lambda: storage.stored_submissions(bucket),
             report,
             timeout,
             progress=lambda n: progress.advance(storing, n),
             healthy=lambda: not stack.dead_children(),
         )
-    check.follow_statuses(stack.url("api"), report)
+        check.follow_statuses(
+            stack.url("api"), report, timeout, progress=lambda n: progress.advance(confirming, n)
+        )
     report.dead_lettered = dead_letter_count(stack)
     check.compare(report)
     return report
@@ -67,9 +60,13 @@ def summary(report: check.Report, elapsed: float) -> Table:
     table.add_row("accepted (202)", str(len(report.accepted)))
     table.add_row("forwarded", str(report.forwarded))
     table.add_row("stored in bucket", str(len(report.stored)))
+    table.add_row("confirmed stored by AWS (status)", str(report.confirmed))
     table.add_row("dead-lettered", str(report.dead_lettered))
     for name, value in report.percentiles().items():
         table.add_row(f"end-to-end {name}", f"{value:.0f} ms")
+    confirmed = report.confirmed_latencies_ms()
+    if confirmed:
+        table.add_row("accepted → stored, as AWS records it (max)", f"{confirmed[-1]:.0f} ms")
     table.add_row("mismatches", str(len(report.mismatches)))
     table.add_row("wall time", f"{elapsed:.1f} s")
     return table
@@ -84,7 +81,8 @@ def demo(stack: LocalStack, count: int, timeout: float, console: Console) -> int
     if report.ok:
         console.print(
             f"[green]✓ all {len(report.stored)} submissions stored exactly as sent "
-            "(content and SHA-256 checked object by object)"
+            "(content and SHA-256 checked object by object) and confirmed `stored` by the "
+            "AWS side's own status"
         )
         return 0
     if dead := stack.dead_children():

@@ -29,6 +29,7 @@ from urllib.parse import quote, urlsplit
 
 import requests
 
+from runtime import httpclient
 from runtime.settings import Settings, SettingsError
 
 log = logging.getLogger("skybridge.token")
@@ -173,7 +174,7 @@ class GceMetadataTokenSource(CachedIdTokenSource):
         super().__init__(**cache)
         self.audience = audience
         self.metadata_url = metadata_url.rstrip("/")
-        self.session = session or _session()
+        self.session = session or httpclient.session()
         self.timeout = timeout
 
     def fetch(self) -> str:
@@ -228,7 +229,7 @@ class AwsWorkloadIdentityTokenSource(CachedIdTokenSource):
         self.service_account = service_account
         self.audience = audience
         self.iam_endpoint = (iam_endpoint or _iam_endpoint(credential_config)).rstrip("/")
-        self.session = session or _session()
+        self.session = session or httpclient.session()
         self.timeout = timeout
         self._sts_url = credential_config.get("token_url") or GOOGLE_STS
         self._impersonation_url = credential_config.get("service_account_impersonation_url")
@@ -307,12 +308,6 @@ def _iam_endpoint(config: Mapping[str, Any]) -> str:
     return f"https://iamcredentials.{config.get('universe_domain') or 'googleapis.com'}"
 
 
-def _session() -> requests.Session:
-    session = requests.Session()
-    session.trust_env = False  # no per-request proxy lookup
-    return session
-
-
 def token_source_from_settings(settings: Settings, audience: str) -> TokenSource:
     """The token source `settings.token_source` names; `audience` is the ingest URL."""
     kind = settings.token_source
@@ -329,15 +324,38 @@ def token_source_from_settings(settings: Settings, audience: str) -> TokenSource
     if kind == "gce-metadata":
         return GceMetadataTokenSource(audience)
     settings.require("gcp_credential_config", "gcp_service_account")
+    path, config = _credential_config(settings)
+    try:
+        return AwsWorkloadIdentityTokenSource(config, settings.gcp_service_account, audience)
+    except (ValueError, TypeError, AttributeError) as error:
+        raise SettingsError(
+            f"SKYBRIDGE_GCP_CREDENTIAL_CONFIG: {path} is not a usable AWS Workload Identity "
+            f"credential configuration: {error}"
+        ) from None
+
+
+def _credential_config(settings: Settings) -> tuple[Path, dict[str, Any]]:
     path = Path(settings.gcp_credential_config)
     try:
-        config = json.loads(path.read_text())
+        return path, json.loads(path.read_text())
     except (OSError, ValueError) as error:
         raise SettingsError(
             f"SKYBRIDGE_GCP_CREDENTIAL_CONFIG: cannot read {path}: {error}"
         ) from None
+
+
+def google_credentials_from_settings(settings: Settings) -> Any:
+    """Credentials for Google's client libraries (the receipts subscriber): on AWS the
+    Workload Identity configuration, which impersonates the relay's service account; else
+    None, so the client uses Application Default Credentials (or an emulator)."""
+    if settings.token_source != "aws-wif":  # noqa: S105 — a kind, not a secret
+        return None
+    settings.require("gcp_credential_config")
+    from google.auth import aws
+
+    path, config = _credential_config(settings)
     try:
-        return AwsWorkloadIdentityTokenSource(config, settings.gcp_service_account, audience)
+        return aws.Credentials.from_info(config, scopes=[CLOUD_PLATFORM])
     except (ValueError, TypeError, AttributeError) as error:
         raise SettingsError(
             f"SKYBRIDGE_GCP_CREDENTIAL_CONFIG: {path} is not a usable AWS Workload Identity "

@@ -5,8 +5,9 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from flask import Blueprint, current_app
+from flask import Blueprint
 
+from runtime.api.services import services
 from runtime.envelope import SUBMISSION_ID_PATTERN, SubmissionIn
 
 blueprint = Blueprint("openapi", __name__)
@@ -64,10 +65,15 @@ def document(max_body_bytes: int) -> dict[str, Any]:
             "properties": {
                 "id": {"type": "string", "pattern": SUBMISSION_ID_PATTERN},
                 "type": {"type": "string"},
-                "status": {"enum": ["accepted", "forwarded", "failed"]},
+                "status": {"enum": ["accepted", "forwarded", "stored", "failed"]},
                 "received_at": DT,
                 "updated_at": DT,
                 "forwarded_at": NULLABLE_DT,
+                "stored": {"type": "boolean", "description": "GCP's receipt confirmed it."},
+                "stored_at": NULLABLE_DT,
+                "object_uri": {"type": ["string", "null"]},
+                "generation": {"type": ["integer", "null"]},
+                "redeliveries": {"type": "integer", "minimum": 0},
                 "attempts": {"type": "integer", "minimum": 0},
                 "last_error": {"type": ["string", "null"]},
                 "message_id": {"type": ["string", "null"]},
@@ -97,7 +103,7 @@ def document(max_body_bytes: int) -> dict[str, Any]:
         "Health": {"type": "object", "required": ["status"]},
         "Ready": {
             "type": "object",
-            "required": ["status", "database", "outbox"],
+            "required": ["status", "database", "outbox", "receipts"],
             "properties": {
                 "status": {"const": "ready"},
                 "database": {"const": "ok"},
@@ -107,6 +113,15 @@ def document(max_body_bytes: int) -> dict[str, Any]:
                     "properties": {
                         "pending": {"type": "integer", "minimum": 0},
                         "oldest_pending_age_seconds": {"type": "number", "minimum": 0},
+                    },
+                },
+                "receipts": {
+                    "type": "object",
+                    "required": ["unconfirmed", "oldest_unconfirmed_age_seconds"],
+                    "properties": {
+                        "unconfirmed": {"type": "integer", "minimum": 0},
+                        "unconfirmed_capped": {"type": "boolean"},
+                        "oldest_unconfirmed_age_seconds": {"type": "number", "minimum": 0},
                     },
                 },
             },
@@ -202,4 +217,4 @@ def document(max_body_bytes: int) -> dict[str, Any]:
 
 @blueprint.get("/openapi.json")
 def openapi_json():
-    return document(current_app.extensions["skybridge"]["settings"].max_body_bytes)
+    return document(services().settings.max_body_bytes)

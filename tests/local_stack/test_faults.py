@@ -9,23 +9,22 @@ import signal
 import subprocess
 import time
 import uuid
-from pathlib import Path
 
 import pytest
 import requests
 from sqlalchemy.engine import make_url
 
-from local_stack import faults
-from local_stack.faults.poison_store import POISON_TYPE
 from local_stack.ports import free_port
 from local_stack.processes import Child, http_ready
 from local_stack.stack import LocalStack, Options
-from local_stack.storage import client as storage_client
 from runtime import commands
+from smoke import storage
+from tests.fakes import poison_store
+from tests.fakes.poison_store import POISON_TYPE
 from tests.fakes.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.slow
-POISON_STORE = str(Path(faults.__file__).parent / "poison_store.py")
+POISON_STORE = poison_store.__file__
 
 
 @pytest.fixture(scope="module")
@@ -52,11 +51,7 @@ def post(stack: LocalStack, count: int, type_: str = "fault.test") -> list[dict]
 
 
 def stored_objects(stack: LocalStack) -> dict[str, dict]:
-    bucket = storage_client(stack.gcs.url).bucket(stack.names.bucket)
-    return {
-        blob.name: json.loads(blob.download_as_bytes())
-        for blob in bucket.list_blobs(prefix="submissions/")
-    }
+    return storage.stored_assets(stack.bucket())
 
 
 def wait_stored(stack: LocalStack, accepted: list[dict], timeout: float = 60) -> dict[str, dict]:
@@ -69,6 +64,31 @@ def wait_stored(stack: LocalStack, accepted: list[dict], timeout: float = 60) ->
         time.sleep(0.25)
     missing = wanted - stored_objects(stack).keys()
     pytest.fail(f"{len(missing)} of {len(wanted)} submissions never reached storage")
+
+
+def statuses(stack: LocalStack, accepted: list[dict]) -> dict[str, dict]:
+    """What the AWS side itself says about each submission."""
+    session = requests.Session()
+    session.trust_env = False
+    api = stack.url("api")
+    return {
+        item["id"]: session.get(f"{api}/v1/submissions/{item['id']}", timeout=10).json()
+        for item in accepted
+    }
+
+
+def wait_confirmed(stack: LocalStack, accepted: list[dict], timeout: float = 60) -> dict:
+    """Every submission's status once the AWS side says `stored` for each (or fail)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        shown = statuses(stack, accepted)
+        if all(body["status"] == "stored" for body in shown.values()):
+            return shown
+        if time.monotonic() > deadline:
+            left = sorted({body["status"] for body in shown.values()} - {"stored"})
+            pending = sum(body["status"] != "stored" for body in shown.values())
+            pytest.fail(f"{pending} of {len(accepted)} never confirmed stored (still {left})")
+        time.sleep(0.25)
 
 
 def assert_stored_exactly_once(objects: dict[str, dict], accepted: list[dict]) -> None:
@@ -89,12 +109,7 @@ def test_ingest_down_then_back_loses_nothing(stack):
     stack.start_component("ingest")
     objects = wait_stored(stack, accepted)
     assert_stored_exactly_once(objects, accepted)
-    session = requests.Session()
-    statuses = {
-        session.get(f"{stack.url('api')}/v1/submissions/{item['id']}").json()["status"]
-        for item in accepted
-    }
-    assert statuses == {"forwarded"}
+    assert {body["status"] for body in wait_confirmed(stack, accepted).values()} == {"stored"}
 
 
 def test_relay_killed_mid_batch_loses_nothing_and_stores_once(stack):

@@ -1,0 +1,125 @@
+"""The instance's boot texts, rendered from typed settings and run, without a synth."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import subprocess
+
+import pytest
+
+from aws_stack import instance_boot
+from aws_stack.instance_boot import BootSettings
+from tests.aws_stack.sandbox import Sandbox, available
+
+SETTINGS = BootSettings(
+    region="eu-west-1",
+    artifact_zip="/opt/skybridge/app.zip",
+    wheelhouse_zip="/opt/skybridge/wheelhouse.zip",
+    database_secret_arn="arn:aws:secretsmanager:eu-west-1:123456789012:secret:db-AbCdEf",
+    log_prefix="/skybridge-test",
+    credential_config_parameter="/skybridge-test/gcp-credential-config",
+    ssm_settings={
+        "SKYBRIDGE_INGEST_URL": "/skybridge-test/ingest-url",
+        "SKYBRIDGE_GCP_SERVICE_ACCOUNT": "/skybridge-test/gcp-service-account",
+    },
+)
+
+
+def parse_unit(text: str) -> dict[str, list[str]]:
+    """`[Section]` `Key=value` lines -> {"Section.Key": [values...]} (keys may repeat)."""
+    section, parsed = "", {}
+    for line in text.splitlines():
+        if line.startswith("["):
+            section = line.strip("[]")
+        elif line:
+            key, value = line.split("=", 1)
+            parsed.setdefault(f"{section}.{key}", []).append(value)
+    return parsed
+
+
+def test_the_api_unit_runs_gunicorn_on_the_app_port_after_migrating():
+    unit = parse_unit(instance_boot.units()["skybridge-api"])
+    (start,) = unit["Service.ExecStart"]
+    argv = shlex.split(start.replace("%%", "%"))
+    assert argv[:3] == [instance_boot.PYTHON, "-m", "gunicorn"]
+    assert argv[argv.index("--bind") + 1] == f"0.0.0.0:{instance_boot.APP_PORT}"
+    assert unit["Service.ExecStartPre"] == [f"{instance_boot.PYTHON} -m runtime.db migrate"]
+    assert unit["Service.WorkingDirectory"] == [instance_boot.APP_DIR]
+
+
+def test_percent_signs_are_escaped_for_systemd():
+    start = parse_unit(instance_boot.units()["skybridge-api"])["Service.ExecStart"][0]
+    # systemd reads a lone % as a specifier (%m is the machine id): every one is doubled.
+    assert "%(" not in start.replace("%%", "")
+
+
+def test_the_relay_unit_reads_the_gcp_settings_first():
+    unit = parse_unit(instance_boot.units()["skybridge-relay"])
+    assert unit["Service.ExecStartPre"] == [instance_boot.FETCH_SCRIPT]
+    assert unit["Service.EnvironmentFile"] == [
+        instance_boot.RUNTIME_ENV,
+        f"-{instance_boot.GCP_ENV}",
+    ]
+
+
+def test_the_agent_ships_the_log_file_each_unit_writes():
+    agent = instance_boot.agent_config("/skybridge-test")
+    shipped = {
+        entry["file_path"]: entry["log_group_name"]
+        for entry in agent["logs"]["logs_collected"]["files"]["collect_list"]
+    }
+    for name, text in instance_boot.units().items():
+        short = name.removeprefix("skybridge-")
+        (output,) = parse_unit(text)["Service.StandardOutput"]
+        assert shipped[output.removeprefix("append:")] == f"/skybridge-test/{short}"
+
+
+def test_the_boot_script_is_valid_bash_and_writes_what_the_units_read():
+    script = "\n".join(instance_boot.boot_commands(SETTINGS))
+    subprocess.run(["bash", "-n"], input=script, text=True, check=True)
+    for path in (instance_boot.RUNTIME_ENV, instance_boot.FETCH_SCRIPT, instance_boot.AGENT_CONFIG):
+        assert f"cat > {path} <<'EOF'" in script
+    for name in instance_boot.units():
+        assert f"/etc/systemd/system/{name}.service" in script
+    assert f"--no-index --find-links {instance_boot.WHEELHOUSE}/wheels" in script
+
+
+def test_without_a_wheelhouse_pip_uses_the_index():
+    settings = BootSettings(**{**SETTINGS.__dict__, "wheelhouse_zip": None})
+    script = "\n".join(instance_boot.boot_commands(settings))
+    assert "--no-index" not in script and "wheelhouse.zip" not in script
+
+
+STUB_AWS = """#!/bin/bash
+# Stand-in for `aws ssm get-parameter --name N --query Parameter.Value --output text`.
+while [ $# -gt 0 ]; do [ "$1" = --name ] && name=$2; shift; done
+case "$name" in
+  */ingest-url) echo https://ingest.example/ ;;
+  */gcp-service-account) echo relay@p.iam.gserviceaccount.com ;;
+  */gcp-credential-config) echo '{"type": "external_account"}' ;;
+  *) echo "ParameterNotFound: $name" >&2; exit 254 ;;
+esac
+"""
+
+
+@pytest.mark.skipif(available() is not None, reason=str(available()))
+def test_the_fetch_script_writes_the_relay_settings_from_ssm(tmp_path):
+    sandbox = Sandbox(tmp_path)
+    sandbox.install("/usr/local/bin/aws", STUB_AWS)
+    sandbox.install(instance_boot.FETCH_SCRIPT, instance_boot.fetch_gcp_settings_script(SETTINGS))
+    sandbox.install(f"{instance_boot.CONFIG_DIR}/.keep", "", mode=0o644)
+
+    # As systemd runs ExecStartPre: with the unit's EnvironmentFile loaded.
+    done = sandbox.run(
+        instance_boot.FETCH_SCRIPT,
+        env=instance_boot.runtime_environment(SETTINGS) | {"PATH": "/usr/local/bin:/usr/bin:/bin"},
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert sandbox.path(instance_boot.GCP_ENV).read_text().splitlines() == [
+        "SKYBRIDGE_INGEST_URL=https://ingest.example/",
+        "SKYBRIDGE_GCP_SERVICE_ACCOUNT=relay@p.iam.gserviceaccount.com",
+    ]
+    config = json.loads(sandbox.path(instance_boot.CREDENTIAL_CONFIG).read_text())
+    assert config == {"type": "external_account"}

@@ -4,6 +4,7 @@ one lock."""
 from __future__ import annotations
 
 import itertools
+import re
 import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -91,7 +92,8 @@ class Snapshot:
 
 
 class State:
-    """All state, under one lock; `changed` wakes pullers and the delivery loop."""
+    """All state, under one lock; `changed` wakes pullers and the delivery loop. The
+    lookups (`_topic`, `_subscription`, `_snapshot`) expect the lock held."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
@@ -101,25 +103,26 @@ class State:
         self.snapshots: dict[str, Snapshot] = {}
         self._ids = itertools.count(1)
 
+    @staticmethod
+    def _find(table: dict, kind: str, pattern: re.Pattern, name: str, missing: str):
+        """table[name], or NOT_FOUND (`missing`), or INVALID_ARGUMENT for a malformed name."""
+        if name not in table:
+            if not pattern.match(name) and name != DELETED_TOPIC:
+                raise invalid(f"Invalid [{kind}] name: ({name})")
+            raise not_found(f"{missing}: {name}")
+        return table[name]
+
     def _topic(self, name: str) -> types.Topic:
-        """The topic, or NOT_FOUND (INVALID_ARGUMENT for a malformed name); lock held."""
-        if name not in self.topics:
-            if not TOPIC_RE.match(name) and name != DELETED_TOPIC:
-                raise invalid(f"Invalid [topics] name: ({name})")
-            raise not_found(f"Topic not found: {name}")
-        return self.topics[name]
+        return self._find(self.topics, "topics", TOPIC_RE, name, "Topic not found")
 
     def _subscription(self, name: str) -> Subscription:
-        """The subscription, or NOT_FOUND (INVALID_ARGUMENT if malformed); lock held."""
-        if name not in self.subscriptions:
-            if not SUBSCRIPTION_RE.match(name):
-                raise invalid(f"Invalid [subscriptions] name: ({name})")
-            raise not_found(f"Subscription does not exist: {name}")
-        return self.subscriptions[name]
+        return self._find(
+            self.subscriptions,
+            "subscriptions",
+            SUBSCRIPTION_RE,
+            name,
+            "Subscription does not exist",
+        )
 
     def _snapshot(self, name: str) -> Snapshot:
-        if name not in self.snapshots:
-            if not SNAPSHOT_RE.match(name):
-                raise invalid(f"Invalid [snapshots] name: ({name})")
-            raise not_found(f"Snapshot does not exist: {name}")
-        return self.snapshots[name]
+        return self._find(self.snapshots, "snapshots", SNAPSHOT_RE, name, "Snapshot does not exist")

@@ -32,8 +32,8 @@ class PublishCounter:
         self._publish = broker.publish
         broker.publish = self.publish  # type: ignore[method-assign]
 
-    def publish(self, topic: str, messages: list) -> list[str]:
-        ids = self._publish(topic, messages)
+    def publish(self, topic: str, messages: list, *args: Any, **kwargs: Any) -> list[str]:
+        ids = self._publish(topic, messages, *args, **kwargs)
         self.counts[topic] = self.counts.get(topic, 0) + len(ids)
         return ids
 

@@ -67,6 +67,14 @@ class Names:
         return f"{self.prefix}-dead-letter"
 
     @property
+    def receipts(self) -> str:
+        return f"{self.prefix}-receipts"
+
+    @property
+    def receipts_subscription(self) -> str:
+        return f"{self.prefix}-receipts-relay"
+
+    @property
     def pool(self) -> str:
         return f"{self.prefix}-aws"
 
@@ -105,6 +113,17 @@ def build(environment: Environment, api_url: str = "") -> list[Resource]:
         topic=names.dead_letter,
         labels=labels,
     )
+    # Receipts: store publishes one per stored object; the relay on AWS is the only
+    # subscriber (pull, through Workload Identity: no inbound endpoint on AWS). Retention
+    # is the longest Pub/Sub allows, so an AWS outage of up to 7 days loses no receipt.
+    receipts = Topic(f"topic/{names.receipts}", all_apis, labels=labels)
+    receipts_sub = Subscription(
+        f"subscription/{names.receipts_subscription}",
+        (receipts.key,),
+        topic=names.receipts,
+        labels=labels,
+        ack_deadline_seconds=60,
+    )
     bucket = Bucket(
         f"bucket/{names.bucket}",
         all_apis,
@@ -125,11 +144,15 @@ def build(environment: Environment, api_url: str = "") -> list[Resource]:
     )
     store = Function(
         f"function/{names.function('store')}",
-        (*all_apis, sa["store"].key, topic.key, bucket.key),
+        (*all_apis, sa["store"].key, topic.key, bucket.key, receipts.key),
         entry_point="store",
         runtime=gcp.function_runtime,
         service_account=names.email("store"),
-        environment=env_common | {"SKYBRIDGE_BUCKET": names.bucket},
+        environment=env_common
+        | {
+            "SKYBRIDGE_BUCKET": names.bucket,
+            "SKYBRIDGE_RECEIPTS_TOPIC": f"projects/{gcp.project}/topics/{names.receipts}",
+        },
         labels=labels,
         trigger_topic=names.topic,
     )
@@ -154,6 +177,12 @@ def build(environment: Environment, api_url: str = "") -> list[Resource]:
          (topic.key, sa["ingest"].key)),
         ("bucket", names.bucket, "roles/storage.objectCreator",
          f"serviceAccount:{names.email('store')}", (bucket.key, sa["store"].key)),
+        # Receipts, least privilege: store may only publish to the receipts topic, the relay
+        # may only pull from (and ack on) its subscription.
+        ("topic", names.receipts, "roles/pubsub.publisher",
+         f"serviceAccount:{names.email('store')}", (receipts.key, sa["store"].key)),
+        ("subscription", names.receipts_subscription, "roles/pubsub.subscriber",
+         f"serviceAccount:{names.email('relay')}", (receipts_sub.key, sa["relay"].key)),
         ("run_service", names.function("ingest"), "roles/run.invoker",
          f"serviceAccount:{names.email('relay')}", (ingest.key, sa["relay"].key)),
         ("run_service", names.function("store"), "roles/run.invoker",
@@ -191,6 +220,8 @@ def build(environment: Environment, api_url: str = "") -> list[Resource]:
         topic,
         dead_letter,
         dead_letter_sub,
+        receipts,
+        receipts_sub,
         bucket,
         ingest,
         store,
@@ -295,7 +326,21 @@ def monitoring(
             ),
             0,
             "60s",
-            f"Messages were dead-lettered: pull them from subscription {names.dead_letter}.",
+            f"Messages were dead-lettered in subscription {names.dead_letter}. The AWS relay "
+            "forwards every unconfirmed submission again after its window (reconciliation), "
+            "so nothing needs to be pulled by hand: find why store failed them.",
+        ),
+        alert(
+            "receipts not consumed",
+            _metric_filter(
+                "pubsub.googleapis.com/subscription/oldest_unacked_message_age",
+                f"{subscription_filter} AND "
+                f'resource.labels.subscription_id="{names.receipts_subscription}"',
+            ),
+            900,
+            "300s",
+            f"Receipts wait more than 15 minutes in {names.receipts_subscription}: the AWS relay "
+            "is not confirming deliveries (down, or its Workload Identity access is broken).",
         ),
     ]
 
@@ -341,6 +386,12 @@ def monitoring(
               f'{subscription_filter} AND resource.labels.subscription_id="{names.dead_letter}"'),
         chart("Objects written",
               f"logging.googleapis.com/user/{prefix}-submission-stored", run),
+        chart("Receipts published", "pubsub.googleapis.com/topic/send_message_operation_count",
+              f'resource.type="pubsub_topic" AND resource.labels.topic_id="{names.receipts}"'),
+        chart("Receipts waiting for AWS (oldest, s)",
+              "pubsub.googleapis.com/subscription/oldest_unacked_message_age",
+              f'{subscription_filter} AND '
+              f'resource.labels.subscription_id="{names.receipts_subscription}"', "REDUCE_MAX"),
     ]  # fmt: skip
     resources.append(
         Dashboard(

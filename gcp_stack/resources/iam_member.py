@@ -19,7 +19,15 @@ from gcp_stack.resources.trigger_dead_letter import trigger_subscription
 _POLICY_LOCKS: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
 CONFLICT_ATTEMPTS = 6
 TARGET_KINDS = frozenset(
-    {"project", "topic", "bucket", "service_account", "run_service", "trigger_subscription"}
+    {
+        "project",
+        "topic",
+        "subscription",
+        "bucket",
+        "service_account",
+        "run_service",
+        "trigger_subscription",
+    }
 )
 
 
@@ -27,8 +35,8 @@ TARGET_KINDS = frozenset(
 class IamMember(Resource):
     """One member in one role on one resource's IAM policy (read-modify-write with etag)."""
 
-    # "project", "topic:<name>", "bucket:<name>", "service_account:<email>",
-    # "run_service:<name>", "trigger_subscription:<function>"
+    # "project", "topic:<name>", "subscription:<name>", "bucket:<name>",
+    # "service_account:<email>", "run_service:<name>", "trigger_subscription:<function>"
     target: str = ""
     role: str = ""
     member: str = ""
@@ -62,6 +70,13 @@ class IamMember(Resource):
             return (
                 lambda: topics.getIamPolicy(resource=path),
                 lambda p: topics.setIamPolicy(resource=path, body={"policy": p}),
+            )
+        if kind == "subscription":
+            subscriptions = ctx.api.client("pubsub", "v1").projects().subscriptions()
+            path = f"projects/{ctx.project}/subscriptions/{name}"
+            return (
+                lambda: subscriptions.getIamPolicy(resource=path),
+                lambda p: subscriptions.setIamPolicy(resource=path, body={"policy": p}),
             )
         if kind == "bucket":
             buckets = ctx.api.client("storage", "v1").buckets()

@@ -62,7 +62,8 @@ class ReceiptConsumer:
                 self._failures = 0
             except Exception as error:  # noqa: BLE001 — a bad round must not end the loop
                 self._failures += 1
-                pause = min(30.0, 0.5 * 2 ** min(self._failures, 6))
+                ceiling = min(30.0, self.settings.relay_backoff_max)
+                pause = min(ceiling, 0.5 * 2 ** min(self._failures, 6))
                 log.warning(
                     "receipts round failed (retrying in %.1fs): %s",
                     pause,

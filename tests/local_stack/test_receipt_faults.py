@@ -14,7 +14,6 @@ import signal
 import time
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -22,6 +21,7 @@ from sqlalchemy.engine import make_url
 
 from local_stack.stack import LocalStack, Options
 from runtime.envelope import Receipt
+from tests.runtime.test_receipts import receipt_for
 from tests.local_stack.test_faults import (
     assert_stored_exactly_once,
     post,
@@ -117,15 +117,8 @@ def publish_receipts(stack: LocalStack, receipts: list[Receipt]) -> None:
 
 
 def receipt(item: dict, **overrides) -> Receipt:
-    values = {
-        "submission_id": item["id"],
-        "bucket": "skybridge-local-assets",
-        "object_name": item["object_name"],
-        "generation": 1,
-        "sha256": item["sha256"],
-        "stored_at": datetime.now(UTC),
-    }
-    return Receipt(**(values | overrides))
+    """A receipt with the accepted hash for the local bucket, at generation 1."""
+    return receipt_for(item, **({"bucket": "skybridge-local-assets", "generation": 1} | overrides))
 
 
 def store_down_past_the_push_budget(stack: LocalStack, count: int) -> list[dict]:

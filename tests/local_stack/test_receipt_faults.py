@@ -21,7 +21,6 @@ from sqlalchemy.engine import make_url
 
 from local_stack.stack import LocalStack, Options
 from runtime.envelope import Receipt
-from tests.runtime.test_receipts import receipt_for
 from tests.local_stack.test_faults import (
     assert_stored_exactly_once,
     post,
@@ -30,6 +29,7 @@ from tests.local_stack.test_faults import (
     wait_confirmed,
     wait_stored,
 )
+from tests.runtime.test_receipts import receipt_for
 
 pytestmark = pytest.mark.slow
 WINDOW = 4.0

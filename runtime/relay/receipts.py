@@ -22,18 +22,27 @@ from runtime import receipts
 from runtime.db import utcnow
 from runtime.envelope import Receipt
 from runtime.observability import Metrics
-from runtime.settings import Settings
+from runtime.settings import Settings, SettingsError
 
 log = logging.getLogger("skybridge.relay.receipts")
 
 
 def subscriber_from_settings(settings: Settings) -> Any:
     """A Pub/Sub subscriber client, imported only now (it costs ~300 ms of start-up)."""
+    from google.auth.exceptions import DefaultCredentialsError
     from google.cloud import pubsub_v1
 
     from runtime.token_sources import google_credentials_from_settings
 
-    return pubsub_v1.SubscriberClient(credentials=google_credentials_from_settings(settings))
+    settings.require("receipts_subscription")
+    try:
+        return pubsub_v1.SubscriberClient(credentials=google_credentials_from_settings(settings))
+    except DefaultCredentialsError:
+        raise SettingsError(
+            "no Google credentials for the receipts subscriber: on AWS set "
+            "SKYBRIDGE_TOKEN_SOURCE=aws-wif and SKYBRIDGE_GCP_CREDENTIAL_CONFIG; locally set "
+            "PUBSUB_EMULATOR_HOST"
+        ) from None
 
 
 class ReceiptConsumer:

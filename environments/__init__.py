@@ -117,6 +117,13 @@ class ReceiptSettings(_Section):
     max_redeliveries: Annotated[int, Field(ge=0, le=50)] = 5
 
 
+class LimitSettings(_Section):
+    """Abuse limits (aws_stack/waf.py). WAF's rate-based rules count over 5 minutes and
+    take at least 10 (https://docs.aws.amazon.com/waf/latest/APIReference/API_RateBasedStatement.html)."""
+
+    requests_per_ip_per_5_minutes: Annotated[int, Field(ge=10, le=2_000_000_000)] = 3000
+
+
 class AlertSettings(_Section):
     email: Annotated[str, Field(pattern=r"^$|^[^@\s]+@[^@\s]+\.[^@\s]+$")] = ""
 
@@ -128,6 +135,7 @@ class Environment(_Section):
     gcp: GcpSettings
     alerts: AlertSettings = AlertSettings()
     receipts: ReceiptSettings = ReceiptSettings()
+    limits: LimitSettings = LimitSettings()
 
     @field_validator("name")
     @classmethod

@@ -186,19 +186,28 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+ACCESS_DENIED = 1045  # MySQL ER_ACCESS_DENIED_ERROR: wrong user or password
+
+
 class DatabaseSecret:
     """Credentials from the RDS-managed Secrets Manager secret, re-read now and then.
 
     Rotation changes the password under us: new connections pick up the new one within
-    `ttl` seconds, and pre-ping retires the old ones.
+    `ttl` seconds, and pre-ping retires the old ones; a connection the server refuses with
+    the old password (1045) re-reads the secret at once (`refresh`) and tries once more.
     """
 
     def __init__(self, arn: str, ttl: float = 300.0) -> None:
         self.arn = arn
         self.ttl = ttl
         self._value: dict[str, Any] = {}
-        self._read_at = 0.0
+        self._read_at = float("-inf")
         self._lock = threading.Lock()
+
+    def refresh(self) -> dict[str, Any]:
+        with self._lock:
+            self._read_at = float("-inf")
+        return self.current()
 
     def current(self) -> dict[str, Any]:
         with self._lock:
@@ -237,15 +246,23 @@ def create_db_engine(settings: Settings) -> Engine:
         secret = DatabaseSecret(settings.database_secret_arn)
 
         @event.listens_for(engine, "do_connect")
-        def _credentials(dialect, connection_record, cargs, cparams) -> None:
-            value = secret.current()
-            cparams.update(
-                host=value["host"],
-                port=int(value.get("port", 3306)),
-                user=value["username"],
-                password=value["password"],
-                database=value.get("dbname", cparams.get("database")),
-            )
+        def _credentials(dialect, connection_record, cargs, cparams):
+            def connect(value: dict[str, Any]):
+                cparams.update(
+                    host=value["host"],
+                    port=int(value.get("port", 3306)),
+                    user=value["username"],
+                    password=value["password"],
+                    database=value.get("dbname", cparams.get("database")),
+                )
+                return dialect.connect(*cargs, **cparams)
+
+            try:
+                return connect(secret.current())
+            except dialect.loaded_dbapi.OperationalError as error:
+                if error.args[:1] != (ACCESS_DENIED,):
+                    raise
+                return connect(secret.refresh())  # rotated since we read it
 
     return engine
 
@@ -381,11 +398,17 @@ def _rollback_quietly(connection, dialect) -> None:
         connection.invalidate()  # a connection that cannot roll back is not reused
 
 
-def outbox_stats(connection: Connection, now: datetime) -> tuple[int, float]:
-    """(pending rows, age in seconds of the oldest pending row)."""
-    count, oldest = connection.execute(
-        select(func.count(), func.min(outbox.c.created_at)).select_from(outbox)
-    ).one()
+def outbox_stats(
+    connection: Connection, now: datetime, cap: int | None = None
+) -> tuple[int, float]:
+    """(pending rows, counted up to `cap` when given; age in seconds of the oldest pending
+    row). The oldest is the lowest id (ids grow with insertion): one primary-key lookup,
+    never a scan; with a cap, the count reads at most `cap` index entries."""
+    rows = select(outbox.c.id)
+    if cap is not None:
+        rows = rows.limit(cap)
+    count = connection.execute(select(func.count()).select_from(rows.subquery())).scalar_one()
+    oldest = connection.execute(select(outbox.c.created_at).order_by(outbox.c.id).limit(1)).scalar()
     if oldest is not None and oldest.tzinfo is None:
         oldest = oldest.replace(tzinfo=UTC)  # aggregates skip the column's type on SQLite
     age = (now - oldest).total_seconds() if oldest else 0.0
@@ -406,7 +429,16 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     configure_logging(settings.log_level)
     if args.command == "migrate":
-        applied = migrate(create_db_engine(settings))
+        try:
+            applied = migrate(create_db_engine(settings))
+        except DBAPIError as error:
+            source = settings.database_secret_arn or "SKYBRIDGE_DATABASE_URL"
+            print(
+                f"error: cannot migrate the database with the credentials from {source}: "
+                f"{error.orig}; check the database is reachable and the secret current",
+                file=sys.stderr,
+            )
+            return 1
         print(f"applied migrations: {applied or 'none (up to date)'}")
     return 0
 

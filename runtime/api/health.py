@@ -1,4 +1,10 @@
-"""Liveness and readiness."""
+"""Liveness and readiness.
+
+`/livez` (and `/healthz`, its older name) answers as long as the process serves requests:
+the load balancer and the Auto Scaling group judge instances by it, so a database failover
+never makes them replace the fleet. `/readyz` also asks the database, with bounded queries
+only (a health check must not scan a growing outbox); the boot waits for it.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +13,10 @@ from flask import Blueprint, current_app
 from runtime.db import outbox_stats, utcnow
 
 blueprint = Blueprint("health", __name__)
+PENDING_CAP = 10_000  # readiness counts at most this many outbox rows
 
 
+@blueprint.get("/livez")
 @blueprint.get("/healthz")
 def healthz():
     return {"status": "ok"}
@@ -19,9 +27,13 @@ def readyz():
     """Ready when the database answers; reports the outbox backlog (a 503 when it doesn't)."""
     engine = current_app.extensions["skybridge"]["engine"]
     with engine.begin() as connection:
-        backlog, oldest_age = outbox_stats(connection, utcnow())
+        backlog, oldest_age = outbox_stats(connection, utcnow(), cap=PENDING_CAP)
     return {
         "status": "ready",
         "database": "ok",
-        "outbox": {"pending": backlog, "oldest_pending_age_seconds": round(oldest_age, 3)},
+        "outbox": {
+            "pending": backlog,  # counted up to PENDING_CAP
+            "pending_capped": backlog >= PENDING_CAP,
+            "oldest_pending_age_seconds": round(oldest_age, 3),
+        },
     }

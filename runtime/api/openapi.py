@@ -106,6 +106,7 @@ def document(max_body_bytes: int) -> dict[str, Any]:
                     "required": ["pending", "oldest_pending_age_seconds"],
                     "properties": {
                         "pending": {"type": "integer", "minimum": 0},
+                        "pending_capped": {"type": "boolean"},
                         "oldest_pending_age_seconds": {"type": "number", "minimum": 0},
                     },
                 },
@@ -169,10 +170,16 @@ def document(max_body_bytes: int) -> dict[str, Any]:
                     },
                 }
             },
+            "/livez": {
+                "get": {
+                    "operationId": "livez",
+                    "responses": {"200": _json("The process is alive.", "Health")},
+                }
+            },
             "/healthz": {
                 "get": {
                     "operationId": "healthz",
-                    "responses": {"200": _json("The process is alive.", "Health")},
+                    "responses": {"200": _json("The process is alive (as /livez).", "Health")},
                 }
             },
             "/readyz": {

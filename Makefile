@@ -28,6 +28,7 @@ demo: $(STAMP)
 test: $(STAMP) $(NODE_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 	$(BIN)/python -m pytest
 
 # Zero errors over the packages that deploy or run in the clouds (configured in pyproject.toml).

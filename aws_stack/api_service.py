@@ -1,7 +1,7 @@
 """API service: an Application Load Balancer in front of an Auto Scaling group of Graviton
 instances on Amazon Linux 2023 running gunicorn (the API) and the relay as systemd units.
 
-The instances install the one runtime artifact (a CDK asset built by runtime.packaging),
+The instances install the one runtime artifact (a CDK asset built by deployment.packaging),
 from a wheelhouse shipped as a second asset when the app is given one (`-c wheelhouse=true`)
 or else from PyPI; they read their settings from SSM parameters and the database secret at
 start, and ship their logs (including EMF metric lines) to CloudWatch through the agent.

@@ -7,7 +7,6 @@ the app still synthesizes, with clearly marked placeholders, and says so in one 
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -18,39 +17,33 @@ import environments
 from aws_stack.acknowledgements import acknowledge
 from aws_stack.api_service import GcpTarget
 from aws_stack.stack import SkybridgeStack
-from runtime.packaging import (
+from deployment.packaging import (
     COMPLETE,
     ROOT,
     WheelhouseError,
     build_artifact,
     build_wheelhouse,
 )
+from environments import outputs as handover
 
 PLACEHOLDER = "PLACEHOLDER-run-gcp_stack-deploy-first"
 
 
 def gcp_target(path: Path) -> tuple[GcpTarget, bool]:
     """(the GCP half's outputs, whether they are real) from gcp_stack's outputs file."""
-    if not path.is_file():
+    outputs = handover.read_gcp(path)
+    if outputs is None:
         placeholder = GcpTarget(
             ingest_url=f"https://{PLACEHOLDER}.invalid/",
             credential_config={"placeholder": PLACEHOLDER},
             service_account=f"{PLACEHOLDER}@invalid",
         )
         return placeholder, False
-    outputs = json.loads(path.read_text())
-    missing = [
-        k for k in ("ingest_url", "credential_config", "service_account") if k not in outputs
-    ]
-    if missing:
-        raise environments.EnvironmentFileError(
-            f"{path} lacks {', '.join(missing)}: re-run `python -m gcp_stack deploy`"
-        )
     return (
         GcpTarget(
-            ingest_url=outputs["ingest_url"],
-            credential_config=outputs["credential_config"],
-            service_account=outputs["service_account"],
+            ingest_url=outputs.ingest_url,
+            credential_config=outputs.credential_config,
+            service_account=outputs.service_account,
         ),
         True,
     )
@@ -68,7 +61,7 @@ def _wheelhouse(setting: object) -> Path | None:
     if not (path / COMPLETE).exists():
         raise WheelhouseError(
             f"-c wheelhouse={setting}: not a complete wheelhouse; build one with "
-            "`python -m runtime.packaging wheelhouse` or pass -c wheelhouse=true"
+            "`python -m deployment.packaging wheelhouse` or pass -c wheelhouse=true"
         )
     return path
 

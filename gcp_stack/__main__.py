@@ -12,12 +12,13 @@ from typing import Any
 from rich.console import Console
 
 import environments
+from deployment.packaging import ROOT, build_artifact
+from environments import outputs as handover
 from gcp_stack import stack
 from gcp_stack.api import Api
 from gcp_stack.engine import Engine, Plan
 from gcp_stack.errors import GcpStackError
 from gcp_stack.resources import Bucket, Context
-from runtime.packaging import ROOT, build_artifact
 
 SYMBOLS = {"create": "[green]+", "update": "[yellow]~", "replace": "[red]-/+", "delete": "[red]-"}
 
@@ -54,7 +55,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--outputs-dir",
         type=Path,
-        default=ROOT / "gcp-outputs",
+        default=handover.ROOT / "gcp-outputs",
         help="where deploy writes <env>.json",
     )
     parser.add_argument(
@@ -75,12 +76,8 @@ def load_environment(args: argparse.Namespace) -> environments.Environment:
 def aws_api_url(args: argparse.Namespace) -> str:
     if args.api_url:
         return args.api_url
-    path = args.aws_outputs or ROOT / "cdk-outputs" / f"{args.env}.json"
-    if path.is_file():
-        for outputs in json.loads(path.read_text()).values():
-            if "ApiUrl" in outputs:
-                return outputs["ApiUrl"]
-    return ""
+    found = handover.read_aws(args.aws_outputs or handover.aws_path(args.env))
+    return (found.api_url if found else None) or ""
 
 
 def print_plan(console: Console, plan: Plan) -> None:
@@ -116,21 +113,21 @@ def credential_config(ctx: Context, names: stack.Names, aws_region: str) -> dict
     }
 
 
-def outputs(engine: Engine, environment: environments.Environment) -> dict[str, Any]:
+def outputs(engine: Engine, environment: environments.Environment) -> handover.GcpOutputs:
     names = stack.Names(environment.prefix, environment.gcp.project)
     ingest = engine.outputs.get(f"function/{names.function('ingest')}", {})
     config = credential_config(engine.ctx, names, environment.aws.region)
     config.pop("aws_region_hint")
-    return {
-        "project": environment.gcp.project,
-        "region": environment.gcp.region,
-        "ingest_url": ingest.get("url") or "",
-        "credential_config": config,
-        "service_account": names.email("relay"),
-        "bucket": names.bucket,
-        "topic": f"projects/{environment.gcp.project}/topics/{names.topic}",
-        "dead_letter_topic": f"projects/{environment.gcp.project}/topics/{names.dead_letter}",
-    }
+    return handover.GcpOutputs(
+        project=environment.gcp.project,
+        region=environment.gcp.region,
+        ingest_url=ingest.get("url") or "",
+        credential_config=config,
+        service_account=names.email("relay"),
+        bucket=names.bucket,
+        topic=f"projects/{environment.gcp.project}/topics/{names.topic}",
+        dead_letter_topic=f"projects/{environment.gcp.project}/topics/{names.dead_letter}",
+    )
 
 
 def project_number(api: Api, project: str) -> str:
@@ -176,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         engine = Engine(resources, ctx, parallelism=args.parallelism)
         plan = engine.plan(destroy=args.command == "destroy")
         if args.command == "outputs":
-            print(json.dumps(outputs(engine, environment), indent=2))
+            print(outputs(engine, environment).model_dump_json(indent=2))
             return 0
         if args.json:
             print(plan.to_json())
@@ -209,10 +206,8 @@ def main(argv: list[str] | None = None) -> int:
                     return 130
         if args.command == "deploy":
             engine.read_all()
-            values = outputs(engine, environment)
-            args.outputs_dir.mkdir(parents=True, exist_ok=True)
-            path = args.outputs_dir / f"{environment.name}.json"
-            path.write_text(json.dumps(values, indent=2) + "\n")
+            path = handover.gcp_path(environment.name, args.outputs_dir)
+            handover.write_gcp(outputs(engine, environment), path)
             console.print(f"outputs written to {path}")
         return 0
     except environments.EnvironmentFileError as error:

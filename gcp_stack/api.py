@@ -3,7 +3,7 @@
 Every call retries only 429, 5xx and transport errors, with exponential backoff under a
 deadline; anything else raises ApiCallFailed naming the resource and the operation.
 `GCP_STACK_API_ENDPOINT` (or `--api-endpoint`) points every client at one server, such as
-the fake control plane in local_stack/control_plane.py: API <api> <version> is reached at
+the fake control plane in local_stack/control_plane/: API <api> <version> is reached at
 `<endpoint>/<api>.<version>/<servicePath>` (for example `…/storage.v1/storage/v1/`), and no
 credentials are looked up.
 """
@@ -176,6 +176,19 @@ class Api:
             raise ApiCallFailed(resource, operation, 0, str(error)) from None
         return None
 
+    def list_all(
+        self, resource: str, field: str, request: Callable[[str | None], Any]
+    ) -> list[dict[str, Any]]:
+        """Every item of a list, page by page: `request(page_token)` makes one page's call."""
+        items: list[dict[str, Any]] = []
+        token: str | None = None
+        while True:
+            page = self.call(resource, "list", functools.partial(request, token)) or {}
+            items += page.get(field, [])
+            token = page.get("nextPageToken")
+            if not token:
+                return items
+
     def get_or_none(self, resource: str, request: Callable[[], Any]) -> dict | None:
         """A read: 404 means absent."""
         try:
@@ -195,7 +208,7 @@ class Api:
                 raise OperationTimedOut(resource, operation, self.operation_deadline)
             time.sleep(delay)
             delay = min(delay * 2, 15.0)
-            op = self.call(resource, operation, lambda name=op["name"]: get(name))
+            op = self.call(resource, operation, functools.partial(get, op["name"]))
         if "error" in op:
             raise OperationFailed(resource, operation, op["error"].get("message", str(op["error"])))
         return op.get("response")

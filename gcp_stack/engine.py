@@ -206,7 +206,7 @@ class Engine:
             }
 
         blockers = {key: waits_for(key) for key in pending}
-        failures: dict[str, Exception] = {}
+        failures: dict[str, BaseException] = {}
         done: set[str] = set()
         running: dict[Future, str] = {}
         with ThreadPoolExecutor(self.parallelism) as pool:
@@ -233,8 +233,9 @@ class Engine:
                 finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
                 for future in finished:
                     key = running.pop(future)
-                    if future.exception() is not None:
-                        failures[key] = future.exception()
+                    failure = future.exception()
+                    if failure is not None:
+                        failures[key] = failure
                         progress(key, "failed")
                     else:
                         done.add(key)

@@ -30,7 +30,7 @@ class OperationTimedOut(GcpStackError):
 
 
 class ApplyFailed(GcpStackError):
-    def __init__(self, failures: dict[str, Exception], skipped: list[str]) -> None:
+    def __init__(self, failures: dict[str, BaseException], skipped: list[str]) -> None:
         lines = [
             f"  {key}: {error}" if isinstance(error, GcpStackError)
             else f"  {key}: unexpected {type(error).__name__}: {error}"

@@ -9,7 +9,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from local_stack.stack import LocalStack
-from smoke import check
+from smoke import check, storage
 
 
 def dead_letter_count(stack: LocalStack) -> int:
@@ -18,18 +18,6 @@ def dead_letter_count(stack: LocalStack) -> int:
         subscription=stack.names.dead_letter_subscription, max_messages=1000, timeout=5
     )
     return len(response.received_messages)
-
-
-def storage_lister(stack: LocalStack):
-    from local_stack.storage import client
-
-    bucket = client(stack.gcs.url).bucket(stack.names.bucket)
-
-    def list_objects():
-        for blob in bucket.list_blobs(prefix="submissions/"):
-            yield blob.name, blob.download_as_bytes
-
-    return list_objects
 
 
 def run(stack: LocalStack, count: int, timeout: float, console: Console) -> check.Report:
@@ -48,8 +36,9 @@ def run(stack: LocalStack, count: int, timeout: float, console: Console) -> chec
         )
         report = check.Report(sent=sent)
         progress.update(storing, total=len(report.accepted))
+        bucket = stack.bucket()
         check.wait_for_objects(
-            storage_lister(stack),
+            lambda: storage.stored_submissions(bucket),
             report,
             timeout,
             progress=lambda n: progress.advance(storing, n),

@@ -17,6 +17,7 @@ from local_stack.ports import free_port
 from local_stack.processes import Child, http_ready, log_ready, tcp_ready
 from local_stack.storage import FakeGcs
 from runtime import commands
+from smoke import storage
 
 PROJECT = "skybridge-local"
 
@@ -203,6 +204,10 @@ class LocalStack:
         channel = grpc.insecure_channel(self.pubsub_host)
         return pubsub_v1.PublisherClient(transport=PublisherGrpcTransport(channel=channel))
 
+    def bucket(self):
+        """The bucket `store` writes to, through a real client on fake-gcs-server."""
+        return storage.bucket(self.names.bucket, endpoint=self.gcs.url)
+
     def subscriber(self):
         import grpc
         from google.cloud import pubsub_v1
@@ -213,8 +218,6 @@ class LocalStack:
 
     def _create_resources(self) -> None:
         from google.protobuf import duration_pb2
-
-        from local_stack.storage import client as storage_client
 
         publisher = self.publisher()
         subscriber = self.subscriber()
@@ -242,7 +245,7 @@ class LocalStack:
                 },
             }
         )
-        storage_client(self.gcs.url).create_bucket(names.bucket)
+        storage.emulator_client(self.gcs.url).create_bucket(names.bucket)
 
     def _migrate(self) -> None:
         import subprocess

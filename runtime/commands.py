@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 APP = "runtime.api:create_app()"
+FUNCTIONS_DIR = Path(__file__).resolve().parent / "functions"
 
 
 def api_argv(bind: str, workers: int, python: str = sys.executable, app: str = APP) -> list[str]:
@@ -33,13 +35,11 @@ def migrate_argv(python: str = sys.executable) -> list[str]:
 
 def function_argv(target: str, port: int, python: str = sys.executable) -> list[str]:
     """functions-framework serving one of the two functions, as Cloud Functions does."""
-    from runtime.packaging import RUNTIME_DIR
-
     signature = "cloudevent" if target == "store" else "http"
     return [
         python, "-m", "functions_framework",
         "--target", target,
-        "--source", str(RUNTIME_DIR / "functions" / f"{target}.py"),
+        "--source", str(FUNCTIONS_DIR / f"{target}.py"),
         "--signature-type", signature,
         "--host", "127.0.0.1",
         "--port", str(port),

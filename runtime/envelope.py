@@ -16,11 +16,11 @@ import re
 import sys
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION: Final = "1"
 SUBMISSION_ID_PATTERN = r"^[0-9A-HJKMNP-TV-Z]{26}$"  # a ULID: time-ordered, Crockford base32
 SUBMISSION_ID_RE = re.compile(SUBMISSION_ID_PATTERN)
 TYPE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$"
@@ -109,6 +109,11 @@ def canonical_json(value: Any) -> bytes:
 
 def sha256_hex(payload: bytes) -> str:
     return hashlib.sha256(payload).hexdigest()
+
+
+def wire_time(value: datetime) -> str:
+    """A UTC time as the wire format writes it: ISO 8601 with `Z`."""
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def object_name(submission_id: str, received_at: datetime | date) -> str:

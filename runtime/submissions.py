@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, Engine, select
 from sqlalchemy.exc import IntegrityError
 
 from runtime.db import insert_rows, outbox, submissions, utcnow
-from runtime.envelope import SubmissionIn, object_name, sha256_hex
+from runtime.envelope import SubmissionIn, object_name, sha256_hex, wire_time
 from runtime.ids import new_id
+from runtime.outbox import pending
 
 
 class IdempotencyConflict(Exception):
@@ -42,8 +42,9 @@ def accept(engine: Engine, submission: SubmissionIn, idempotency_key: str | None
         if existing is not None:
             return _replay(existing, idempotency_key, digest)
     now = utcnow()
-    row = {
-        "id": new_id(now),
+    new = new_id(now)
+    row: dict[str, Any] = {
+        "id": new,
         "schema_version": submission.schema_version,
         "type": submission.type,
         "body": body.decode(),
@@ -57,12 +58,13 @@ def accept(engine: Engine, submission: SubmissionIn, idempotency_key: str | None
         "updated_at": now,
         "forwarded_at": None,
     }
-    pending = {"submission_id": row["id"], "created_at": now, "available_at": now, "attempts": 0}
     try:
-        insert_rows(engine, [(submissions, row), (outbox, pending)])
+        insert_rows(engine, [(submissions, row), (outbox, pending(new, now))])
     except IntegrityError:
         # Two requests with one key raced; the loser answers with the winner's row.
-        existing = _by_key(engine, idempotency_key) if idempotency_key else None
+        if idempotency_key is None:
+            raise
+        existing = _by_key(engine, idempotency_key)
         if existing is None:
             raise
         return _replay(existing, idempotency_key, digest)
@@ -88,8 +90,8 @@ def get(connection: Connection, submission_id: str) -> dict[str, Any] | None:
     return dict(found._mapping) if found else None
 
 
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat().replace("+00:00", "Z") if value else None
+def _time_or_none(value: Any) -> str | None:
+    return wire_time(value) if value else None
 
 
 def accepted_view(row: dict[str, Any]) -> dict[str, Any]:
@@ -97,7 +99,7 @@ def accepted_view(row: dict[str, Any]) -> dict[str, Any]:
     return {
         "id": row["id"],
         "status": "accepted",
-        "received_at": _iso(row["received_at"]),
+        "received_at": _time_or_none(row["received_at"]),
         "sha256": row["sha256"],
         "object_name": object_name(row["id"], row["received_at"]),
     }
@@ -108,9 +110,9 @@ def status_view(row: dict[str, Any]) -> dict[str, Any]:
         "id": row["id"],
         "type": row["type"],
         "status": row["status"],
-        "received_at": _iso(row["received_at"]),
-        "updated_at": _iso(row["updated_at"]),
-        "forwarded_at": _iso(row["forwarded_at"]),
+        "received_at": _time_or_none(row["received_at"]),
+        "updated_at": _time_or_none(row["updated_at"]),
+        "forwarded_at": _time_or_none(row["forwarded_at"]),
         "attempts": row["attempts"],
         "last_error": row["last_error"],
         "message_id": row["message_id"],

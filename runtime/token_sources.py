@@ -29,6 +29,7 @@ from urllib.parse import quote, urlsplit
 
 import requests
 
+from runtime import httpclient
 from runtime.settings import Settings, SettingsError
 
 log = logging.getLogger("skybridge.token")
@@ -173,7 +174,7 @@ class GceMetadataTokenSource(CachedIdTokenSource):
         super().__init__(**cache)
         self.audience = audience
         self.metadata_url = metadata_url.rstrip("/")
-        self.session = session or _session()
+        self.session = session or httpclient.session()
         self.timeout = timeout
 
     def fetch(self) -> str:
@@ -228,7 +229,7 @@ class AwsWorkloadIdentityTokenSource(CachedIdTokenSource):
         self.service_account = service_account
         self.audience = audience
         self.iam_endpoint = (iam_endpoint or _iam_endpoint(credential_config)).rstrip("/")
-        self.session = session or _session()
+        self.session = session or httpclient.session()
         self.timeout = timeout
         self._sts_url = credential_config.get("token_url") or GOOGLE_STS
         self._impersonation_url = credential_config.get("service_account_impersonation_url")
@@ -305,12 +306,6 @@ def _iam_endpoint(config: Mapping[str, Any]) -> str:
         parts = urlsplit(impersonation)
         return f"{parts.scheme}://{parts.netloc}"
     return f"https://iamcredentials.{config.get('universe_domain') or 'googleapis.com'}"
-
-
-def _session() -> requests.Session:
-    session = requests.Session()
-    session.trust_env = False  # no per-request proxy lookup
-    return session
 
 
 def token_source_from_settings(settings: Settings, audience: str) -> TokenSource:

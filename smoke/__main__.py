@@ -11,27 +11,26 @@ and exits non-zero on any mismatch.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from pathlib import Path
 
-from smoke import check
-
-ROOT = Path(__file__).resolve().parent.parent
+from environments import outputs as handover
+from smoke import check, storage
 
 
 def targets_from_outputs(env: str) -> tuple[str, str]:
     """(API URL, bucket) from the files `cdk deploy` and `gcp_stack deploy` wrote."""
-    aws_file = ROOT / "cdk-outputs" / f"{env}.json"
-    gcp_file = ROOT / "gcp-outputs" / f"{env}.json"
-    for path, how in ((aws_file, "make deploy ENV=" + env), (gcp_file, "make deploy ENV=" + env)):
-        if not path.is_file():
-            raise SystemExit(f"error: {path} is missing — deploy first ({how})")
-    stacks = json.loads(aws_file.read_text())
-    api_url = next((outputs["ApiUrl"] for outputs in stacks.values() if "ApiUrl" in outputs), None)
-    if not api_url:
+    aws_file, gcp_file = handover.aws_path(env), handover.gcp_path(env)
+    try:
+        aws, gcp = handover.read_aws(aws_file), handover.read_gcp(gcp_file)
+    except handover.OutputsFileError as error:
+        raise SystemExit(f"error: {error}") from None
+    for path, found in ((aws_file, aws), (gcp_file, gcp)):
+        if found is None:
+            raise SystemExit(f"error: {path} is missing — deploy first (make deploy ENV={env})")
+    assert aws is not None and gcp is not None
+    if not aws.api_url:
         raise SystemExit(f"error: no ApiUrl output in {aws_file}; was the AWS stack deployed?")
-    return api_url.rstrip("/"), json.loads(gcp_file.read_text())["bucket"]
+    return aws.api_url.rstrip("/"), gcp.bucket
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -50,21 +49,11 @@ def main(argv: list[str] | None = None) -> int:
     else:
         parser.error("give --env, or both --api-url and --bucket")
 
-    from google.cloud import storage
-
-    if args.storage_endpoint:
-        from local_stack.storage import client as emulator_client
-
-        bucket = emulator_client(args.storage_endpoint).bucket(bucket_name)
-    else:
-        bucket = storage.Client().bucket(bucket_name)
-
-    def list_objects():
-        for blob in bucket.list_blobs(prefix="submissions/"):
-            yield blob.name, blob.download_as_bytes
-
+    bucket = storage.bucket(bucket_name, endpoint=args.storage_endpoint)
     report = check.Report(sent=check.post_all(api_url, check.varied_submissions(args.count)))
-    check.wait_for_objects(list_objects, report, args.timeout, progress=lambda _: None)
+    check.wait_for_objects(
+        lambda: storage.stored_submissions(bucket), report, args.timeout, progress=lambda _: None
+    )
     check.follow_statuses(api_url, report)
     check.compare(report)
     latency = ", ".join(f"{k} {v:.0f} ms" for k, v in report.percentiles().items())

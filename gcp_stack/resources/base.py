@@ -25,7 +25,7 @@ class Context:
     api: Api
     project: str
     region: str
-    artifact: Any = None  # runtime.packaging.Artifact, for function sources
+    artifact: Any = None  # deployment.packaging.Artifact, for function sources
     project_number: str = ""
     outputs: dict[str, dict[str, Any]] = field(default_factory=dict)  # key → live outputs
     stack: str = ""  # the value of STACK_LABEL on everything this stack owns

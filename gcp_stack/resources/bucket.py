@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -78,32 +79,24 @@ class Bucket(Resource):
     def _empty(self, ctx: Context) -> None:
         """Delete every object version, a page at a time."""
         objects = ctx.api.client("storage", "v1").objects()
-        token = None
-        while True:
-            page = (
-                ctx.api.call(
-                    self.key,
-                    "list objects",
-                    lambda token=token: objects.list(
-                        bucket=self.name, versions=True, pageToken=token
-                    ),
-                )
-                or {}
+        listed = ctx.api.list_all(
+            self.key,
+            "items",
+            lambda token: objects.list(bucket=self.name, versions=True, pageToken=token),
+        )
+        for item in listed:
+            request = functools.partial(
+                objects.delete,
+                bucket=self.name,
+                object=item["name"],
+                generation=item.get("generation"),
             )
-            for item in page.get("items", []):
-                ctx.api.call(
-                    self.key,
-                    "delete object",
-                    lambda item=item: objects.delete(
-                        bucket=self.name, object=item["name"], generation=item.get("generation")
-                    ),
-                )
-            token = page.get("nextPageToken")
-            if not token:
-                return
+            ctx.api.call(self.key, "delete object", request)
 
     @classmethod
     def discover(cls, ctx: Context) -> list[Resource]:
         buckets = ctx.api.client("storage", "v1").buckets()
-        found = ctx.api.call("buckets", "list", lambda: buckets.list(project=ctx.project))
-        return [cls(f"bucket/{name}") for name in labelled((found or {}).get("items", []), ctx)]
+        found = ctx.api.list_all(
+            "buckets", "items", lambda token: buckets.list(project=ctx.project, pageToken=token)
+        )
+        return [cls(f"bucket/{name}") for name in labelled(found, ctx)]

@@ -119,6 +119,7 @@ class Function(Resource):
     def discover(cls, ctx: Context) -> list[Resource]:
         functions = ctx.api.client("cloudfunctions", "v2").projects().locations().functions()
         parent = f"projects/{ctx.project}/locations/{ctx.region}"
-        found = ctx.api.call("functions", "list", lambda: functions.list(parent=parent))
-        items = (found or {}).get("functions", [])
-        return [cls(f"function/{name}") for name in labelled(items, ctx)]
+        found = ctx.api.list_all(
+            "functions", "functions", lambda token: functions.list(parent=parent, pageToken=token)
+        )
+        return [cls(f"function/{name}") for name in labelled(found, ctx)]

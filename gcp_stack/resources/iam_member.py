@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 import threading
 import time
 from collections import defaultdict
@@ -112,7 +113,7 @@ class IamMember(Resource):
                 policy = ctx.api.call(self.key, "read policy", get) or {}
                 policy["bindings"] = self._edited(policy.get("bindings", []), ctx, add)
                 try:
-                    ctx.api.call(self.key, "set policy", lambda policy=policy: put(policy))
+                    ctx.api.call(self.key, "set policy", functools.partial(put, policy))
                     return
                 except ApiCallFailed as error:
                     if error.status != 409:  # only an etag conflict is worth reading again
@@ -128,7 +129,7 @@ class IamMember(Resource):
         binding = next((b for b in bindings if b.get("role") == self.role), None)
         if add and binding is None:
             bindings.append({"role": self.role, "members": [member]})
-        elif add and member not in binding["members"]:
+        elif add and binding is not None and member not in binding["members"]:
             binding["members"].append(member)
         elif not add and binding is not None:
             binding["members"] = [m for m in binding["members"] if m != member]

@@ -32,23 +32,11 @@ class MonitoringObject(Resource):
     @classmethod
     def _list(cls, ctx: Context, resource: str) -> list[dict[str, Any]]:
         """Every object of this collection in the project, page by page."""
-        items: list[dict[str, Any]] = []
-        token = None
-        while True:
-            page = (
-                ctx.api.call(
-                    resource,
-                    "read",
-                    lambda token=token: cls._collection(ctx).list(
-                        **cls._parent(ctx), pageToken=token
-                    ),
-                )
-                or {}
-            )
-            items += next((v for v in page.values() if isinstance(v, list)), [])
-            token = page.get("nextPageToken")
-            if not token:
-                return items
+        return ctx.api.list_all(
+            resource,
+            cls.collection,
+            lambda token: cls._collection(ctx).list(**cls._parent(ctx), pageToken=token),
+        )
 
     def body(self, ctx: Context) -> dict[str, Any]:
         return {"displayName": self.name} | resolve(self.spec, ctx.outputs)

@@ -45,10 +45,12 @@ class Topic(Resource):
     @classmethod
     def discover(cls, ctx: Context) -> list[Resource]:
         topics = ctx.api.client("pubsub", "v1").projects().topics()
-        found = ctx.api.call(
-            "topics", "list", lambda: topics.list(project=f"projects/{ctx.project}")
+        found = ctx.api.list_all(
+            "topics",
+            "topics",
+            lambda token: topics.list(project=f"projects/{ctx.project}", pageToken=token),
         )
-        return [cls(f"topic/{name}") for name in labelled((found or {}).get("topics", []), ctx)]
+        return [cls(f"topic/{name}") for name in labelled(found, ctx)]
 
 
 @dataclass
@@ -104,8 +106,9 @@ class Subscription(Resource):
     @classmethod
     def discover(cls, ctx: Context) -> list[Resource]:
         subscriptions = ctx.api.client("pubsub", "v1").projects().subscriptions()
-        found = ctx.api.call(
-            "subscriptions", "list", lambda: subscriptions.list(project=f"projects/{ctx.project}")
+        found = ctx.api.list_all(
+            "subscriptions",
+            "subscriptions",
+            lambda token: subscriptions.list(project=f"projects/{ctx.project}", pageToken=token),
         )
-        items = (found or {}).get("subscriptions", [])
-        return [cls(f"subscription/{name}") for name in labelled(items, ctx)]
+        return [cls(f"subscription/{name}") for name in labelled(found, ctx)]

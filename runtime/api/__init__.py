@@ -7,11 +7,13 @@ import time
 from typing import Any
 
 from flask import Flask, g, request
+from flask.json.provider import DefaultJSONProvider
 from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
 from runtime.api.problems import Problem
+from runtime.api.services import Services, install
 from runtime.db import create_db_engine, migrate
 from runtime.ids import new_id
 from runtime.observability import Metrics, configure_logging, request_id, submission_id
@@ -40,15 +42,15 @@ def create_app(config: dict[str, Any] | Settings | None = None) -> Flask:
 
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
-    app.json.sort_keys = False
+    if isinstance(app.json, DefaultJSONProvider):
+        app.json.sort_keys = False
     engine = create_db_engine(settings)
     if settings.migrate_on_start:
         migrate(engine)
-    app.extensions["skybridge"] = {
-        "settings": settings,
-        "engine": engine,
-        "metrics": Metrics(settings.metrics, settings.metrics_namespace, "api"),
-    }
+    install(
+        app,
+        Services(settings, engine, Metrics(settings.metrics, settings.metrics_namespace, "api")),
+    )
 
     from runtime.api import health, openapi, submissions
 

@@ -8,9 +8,11 @@ only (a health check must not scan a growing outbox); the boot waits for it.
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app
+from flask import Blueprint
 
-from runtime.db import outbox_stats, utcnow
+from runtime import outbox
+from runtime.api.services import services
+from runtime.db import utcnow
 
 blueprint = Blueprint("health", __name__)
 PENDING_CAP = 10_000  # readiness counts at most this many outbox rows
@@ -25,9 +27,8 @@ def healthz():
 @blueprint.get("/readyz")
 def readyz():
     """Ready when the database answers; reports the outbox backlog (a 503 when it doesn't)."""
-    engine = current_app.extensions["skybridge"]["engine"]
-    with engine.begin() as connection:
-        backlog, oldest_age = outbox_stats(connection, utcnow(), cap=PENDING_CAP)
+    with services().engine.begin() as connection:
+        backlog, oldest_age = outbox.stats(connection, utcnow(), cap=PENDING_CAP)
     return {
         "status": "ready",
         "database": "ok",

@@ -5,8 +5,9 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from flask import Blueprint, current_app
+from flask import Blueprint
 
+from runtime.api.services import services
 from runtime.envelope import SUBMISSION_ID_PATTERN, SubmissionIn
 
 blueprint = Blueprint("openapi", __name__)
@@ -209,4 +210,4 @@ def document(max_body_bytes: int) -> dict[str, Any]:
 
 @blueprint.get("/openapi.json")
 def openapi_json():
-    return document(current_app.extensions["skybridge"]["settings"].max_body_bytes)
+    return document(services().settings.max_body_bytes)

@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import logging
 
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Response, request
 from pydantic import ValidationError
 
-from runtime import submissions as store
+from runtime import submissions
 from runtime.api.problems import Problem, field_name
+from runtime.api.services import services
 from runtime.envelope import SUBMISSION_ID_RE, SubmissionIn
 from runtime.observability import submission_id
 
@@ -80,10 +81,10 @@ def create_submission():
             errors=errors,
         ) from None
 
-    ext = current_app.extensions["skybridge"]
+    shared = services()
     try:
-        result = store.accept(ext["engine"], submission, key)
-    except store.IdempotencyConflict as conflict:
+        result = submissions.accept(shared.engine, submission, key)
+    except submissions.IdempotencyConflict as conflict:
         raise Problem(
             409,
             "idempotency-conflict",
@@ -96,10 +97,10 @@ def create_submission():
     row = result.row
     submission_id.set(row["id"])
     if not result.replayed:
-        ext["metrics"].emit({"Accepted": (1, "Count")}, submission_id=row["id"])
+        shared.metrics.emit({"Accepted": (1, "Count")}, submission_id=row["id"])
         log.info("submission accepted", extra={"event": "submission.accepted", "type": row["type"]})
     response = Response(
-        json.dumps(store.accepted_view(row)), status=202, mimetype="application/json"
+        json.dumps(submissions.accepted_view(row)), status=202, mimetype="application/json"
     )
     # What url_for("submissions.get_submission") builds, without a URL map lookup per request.
     response.headers["Location"] = f"{request.script_root}{blueprint.url_prefix}/{row['id']}"
@@ -114,8 +115,8 @@ def get_submission(sid: str):
         raise Problem(
             404, "not-found", "Not Found", f"no submission {sid!r}: ids are 26-character ULIDs"
         )
-    with current_app.extensions["skybridge"]["engine"].begin() as connection:
-        row = store.get(connection, sid)
+    with services().engine.begin() as connection:
+        row = submissions.get(connection, sid)
     if row is None:
         raise Problem(404, "not-found", "Not Found", f"no submission {sid!r}")
-    return store.status_view(row)
+    return submissions.status_view(row)

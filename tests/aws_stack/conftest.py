@@ -11,6 +11,7 @@ import pytest
 from aws_cdk.assertions import Template
 
 from aws_stack.app import build
+from environments import outputs as handover
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -40,16 +41,18 @@ def dev(tmp_path_factory) -> tuple[Template, dict]:
 @pytest.fixture(scope="session")
 def prod(tmp_path_factory) -> tuple[Template, dict]:
     outputs = tmp_path_factory.mktemp("gcp") / "prod.json"
-    outputs.write_text(
-        json.dumps(
-            {
-                "ingest_url": "https://ingest-abc-ew.a.run.app/",
-                "credential_config": {"type": "external_account", "audience": "//iam/x"},
-                "service_account": "relay@skybridge-prod-000000.iam.gserviceaccount.com",
-                "bucket": "b",
-                "topic": "t",
-            }
-        )
+    handover.write_gcp(
+        handover.GcpOutputs(
+            project="skybridge-prod-000000",
+            region="europe-west1",
+            ingest_url="https://ingest-abc-ew.a.run.app/",
+            credential_config={"type": "external_account", "audience": "//iam/x"},
+            service_account="relay@skybridge-prod-000000.iam.gserviceaccount.com",
+            bucket="b",
+            topic="t",
+            dead_letter_topic="d",
+        ),
+        outputs,
     )
     return synth("prod", tmp_path_factory.mktemp("cdk-prod"), gcp_outputs=str(outputs))
 

@@ -40,8 +40,8 @@ import requests
 from sqlalchemy.engine import make_url
 
 from aws_stack import instance_boot
+from deployment.packaging import ROOT, build_wheelhouse
 from local_stack.ports import free_port
-from runtime.packaging import ROOT, build_wheelhouse
 from tests import mysql_server
 from tests.aws_stack import cfn
 from tests.aws_stack.conftest import synth

@@ -11,7 +11,7 @@ from aws_cdk.assertions import Capture, Match
 
 from aws_stack.app import PLACEHOLDER
 from aws_stack.database import newest_mysql_84
-from runtime.packaging import WheelhouseError
+from deployment.packaging import WheelhouseError
 from tests.aws_stack.conftest import synth
 
 
@@ -356,7 +356,7 @@ def test_with_a_wheelhouse_instances_install_without_the_package_index(tmp_path)
 
 
 def test_an_incomplete_wheelhouse_is_refused_with_how_to_build_one(tmp_path):
-    with pytest.raises(WheelhouseError, match=r"python -m runtime\.packaging wheelhouse"):
+    with pytest.raises(WheelhouseError, match=r"python -m deployment\.packaging wheelhouse"):
         synth("dev", tmp_path / "out", wheelhouse=str(tmp_path))
 
 

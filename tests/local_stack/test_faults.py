@@ -9,23 +9,22 @@ import signal
 import subprocess
 import time
 import uuid
-from pathlib import Path
 
 import pytest
 import requests
 from sqlalchemy.engine import make_url
 
-from local_stack import faults
-from local_stack.faults.poison_store import POISON_TYPE
 from local_stack.ports import free_port
 from local_stack.processes import Child, http_ready
 from local_stack.stack import LocalStack, Options
-from local_stack.storage import client as storage_client
 from runtime import commands
+from smoke import storage
+from tests.fakes import poison_store
+from tests.fakes.poison_store import POISON_TYPE
 from tests.fakes.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.slow
-POISON_STORE = str(Path(faults.__file__).parent / "poison_store.py")
+POISON_STORE = poison_store.__file__
 
 
 @pytest.fixture(scope="module")
@@ -52,11 +51,7 @@ def post(stack: LocalStack, count: int, type_: str = "fault.test") -> list[dict]
 
 
 def stored_objects(stack: LocalStack) -> dict[str, dict]:
-    bucket = storage_client(stack.gcs.url).bucket(stack.names.bucket)
-    return {
-        blob.name: json.loads(blob.download_as_bytes())
-        for blob in bucket.list_blobs(prefix="submissions/")
-    }
+    return storage.stored_assets(stack.bucket())
 
 
 def wait_stored(stack: LocalStack, accepted: list[dict], timeout: float = 60) -> dict[str, dict]:

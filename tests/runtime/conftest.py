@@ -3,13 +3,14 @@ from __future__ import annotations
 import pytest
 
 from runtime.api import create_app
+from runtime.api.services import services
 
 
 @pytest.fixture
 def app(database_url: str):
     app = create_app({"database_url": database_url, "migrate_on_start": True, "metrics": "none"})
     yield app
-    app.extensions["skybridge"]["engine"].dispose()
+    services(app).engine.dispose()
 
 
 @pytest.fixture
@@ -19,4 +20,4 @@ def client(app):
 
 @pytest.fixture
 def engine(app):
-    return app.extensions["skybridge"]["engine"]
+    return services(app).engine

@@ -13,10 +13,10 @@ import functions_framework
 import pytest
 from google.cloud import pubsub_v1
 
-from local_stack.storage import client as storage_client
 from runtime.envelope import SubmissionIn, canonical_json, object_name, sha256_hex
 from runtime.ids import new_id
 from runtime.settings import get_settings
+from smoke.storage import emulator_client as storage_client
 
 FUNCTIONS = Path(__file__).resolve().parents[2] / "runtime" / "functions"
 PROJECT = "skybridge-test"

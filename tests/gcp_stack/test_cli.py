@@ -7,7 +7,7 @@ import json
 import pytest
 
 from gcp_stack.__main__ import main
-from tests.gcp.conftest import PROJECT_NUMBER
+from tests.gcp_stack.conftest import PROJECT_NUMBER
 
 PROJECT = "skybridge-dev-000000"
 BUCKET = f"{PROJECT}-skybridge-dev-assets"

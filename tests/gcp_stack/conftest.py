@@ -12,12 +12,12 @@ from collections.abc import Callable, Iterator
 import pytest
 
 import environments
+from deployment.packaging import ROOT, Artifact, build_artifact
 from gcp_stack import stack
 from gcp_stack.api import Api
 from gcp_stack.engine import Engine
 from gcp_stack.resources import Context
 from local_stack.control_plane import ControlPlane
-from runtime.packaging import ROOT, Artifact, build_artifact
 
 PROJECT_NUMBER = "424242424242"  # what the fake answers for every project
 

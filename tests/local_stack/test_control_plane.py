@@ -16,6 +16,12 @@ from local_stack.control_plane import ControlPlane
 TOPIC = "projects/p/topics/t"
 
 
+@pytest.fixture
+def fake():
+    with ControlPlane() as plane:
+        yield plane
+
+
 def client(fake, api: str, version: str):
     return discovery.build(
         api, version, credentials=AnonymousCredentials(), static_discovery=True,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.gcp.conftest import PROJECT_NUMBER
+from tests.gcp_stack.conftest import PROJECT_NUMBER
 
 PROJECT = "skybridge-dev-000000"
 REGION = "europe-west1"

@@ -1,1 +1,0 @@
-"""Fault injection for the fault tests: stand-ins that fail on purpose, never deployed."""

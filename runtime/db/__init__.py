@@ -1,0 +1,33 @@
+"""The database: one schema, versioned migrations, and an engine that survives failovers.
+
+Production is MySQL 8.4 (RDS) through pymysql; local runs use an embedded SQLite file.
+`python -m runtime.db migrate` applies pending migrations; local mode does so at start.
+
+* `schema`     — the tables (`submissions`, `outbox`, `schema_migrations`) and `utcnow`.
+* `migrations` — versioned, append-only migrations and `migrate`.
+* `engine`     — `create_db_engine`: pool settings, SQLite pragmas, the RDS secret.
+* `inserts`    — `insert_rows`, the API's accept path straight on the driver.
+
+What the outbox rows mean and every query over them live in `runtime.outbox`.
+"""
+
+from __future__ import annotations
+
+from runtime.db.engine import DatabaseSecret, create_db_engine
+from runtime.db.inserts import insert_rows
+from runtime.db.migrations import MIGRATIONS, MigrationLockTimeout, migrate
+from runtime.db.schema import metadata, outbox, schema_migrations, submissions, utcnow
+
+__all__ = [
+    "MIGRATIONS",
+    "DatabaseSecret",
+    "MigrationLockTimeout",
+    "create_db_engine",
+    "insert_rows",
+    "metadata",
+    "migrate",
+    "outbox",
+    "schema_migrations",
+    "submissions",
+    "utcnow",
+]

@@ -1,0 +1,140 @@
+"""Engines that survive failovers: MySQL (RDS, credentials from Secrets Manager) and SQLite."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential
+
+from runtime.settings import Settings
+
+ACCESS_DENIED = 1045  # MySQL ER_ACCESS_DENIED_ERROR: wrong user or password
+
+
+class DatabaseSecret:
+    """Credentials from the RDS-managed Secrets Manager secret, re-read now and then.
+
+    Rotation changes the password under us: new connections pick up the new one within
+    `ttl` seconds, and pre-ping retires the old ones; a connection the server refuses with
+    the old password (1045) re-reads the secret at once (`refresh`) and tries once more.
+    """
+
+    def __init__(self, arn: str, ttl: float = 300.0) -> None:
+        self.arn = arn
+        self.ttl = ttl
+        self._value: dict[str, Any] = {}
+        self._read_at = float("-inf")
+        self._lock = threading.Lock()
+
+    def refresh(self) -> dict[str, Any]:
+        with self._lock:
+            self._read_at = float("-inf")
+        return self.current()
+
+    def current(self) -> dict[str, Any]:
+        with self._lock:
+            if time.monotonic() - self._read_at > self.ttl:
+                import boto3  # only on AWS; keeps local and function start-up lean
+
+                client = boto3.client("secretsmanager")
+                payload = client.get_secret_value(SecretId=self.arn)["SecretString"]
+                self._value = json.loads(payload)
+                self._read_at = time.monotonic()
+            return self._value
+
+
+def create_db_engine(settings: Settings) -> Engine:
+    url = make_url(settings.database_url)
+    if url.get_backend_name() == "sqlite":
+        return _sqlite_engine(url)
+    options: dict[str, Any] = {
+        "pool_size": settings.database_pool_size,
+        "max_overflow": settings.database_pool_size,
+        "pool_timeout": 5,
+        "pool_pre_ping": True,  # a restarted server or an RDS failover costs one retry, not a 500
+        "pool_recycle": 1800,
+        # Every use is a `with engine.begin()` block, which ends its own transaction; the
+        # pool's extra rollback on return costs a round trip per request for nothing.
+        "pool_reset_on_return": None,
+        # READ COMMITTED: a relay's SKIP LOCKED claim must not gap-lock the end of the outbox
+        # (under REPEATABLE READ it blocks the API's inserts until the lock wait times out).
+        "isolation_level": "READ COMMITTED",
+        "connect_args": {"connect_timeout": 5, "charset": "utf8mb4"},
+    }
+    if settings.database_tls_ca:
+        options["connect_args"]["ssl"] = {"ca": settings.database_tls_ca}
+    engine = create_engine(url, **options)
+    if settings.database_secret_arn:
+        secret = DatabaseSecret(settings.database_secret_arn)
+
+        @event.listens_for(engine, "do_connect")
+        def _credentials(dialect, connection_record, cargs, cparams):
+            def connect(value: dict[str, Any]):
+                cparams.update(
+                    host=value["host"],
+                    port=int(value.get("port", 3306)),
+                    user=value["username"],
+                    password=value["password"],
+                    database=value.get("dbname", cparams.get("database")),
+                )
+                return dialect.connect(*cargs, **cparams)
+
+            try:
+                return connect(secret.current())
+            except dialect.loaded_dbapi.OperationalError as error:
+                if error.args[:1] != (ACCESS_DENIED,):
+                    raise
+                return connect(secret.refresh())  # rotated since we read it
+
+    return engine
+
+
+def _sqlite_engine(url) -> Engine:
+    if url.database and url.database != ":memory:":
+        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(
+        url,
+        connect_args={"check_same_thread": False, "timeout": 15},
+        pool_reset_on_return=None,  # as for MySQL: every use ends its own transaction
+    )
+
+    @event.listens_for(engine, "connect")
+    def _pragmas(dbapi_connection, connection_record) -> None:
+        # pysqlite's own transaction handling defers BEGIN; take the write lock up front
+        # so concurrent writers queue on busy_timeout instead of failing to upgrade.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA busy_timeout=15000")
+        _journal_mode_wal(cursor)
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(connection) -> None:
+        # Straight to the driver: this runs once per transaction, on the API's hot path.
+        connection.connection.driver_connection.execute("BEGIN IMMEDIATE")
+
+    return engine
+
+
+def _journal_mode_wal(cursor, timeout: float = 15.0) -> None:
+    """Switch a new database file to WAL (the mode persists in the file). Processes that
+    open a new file together (gunicorn's workers) race for this; SQLite answers the losers
+    "database is locked" at once, without waiting on busy_timeout, so wait here."""
+    for attempt in Retrying(
+        retry=retry_if_exception(
+            lambda e: isinstance(e, sqlite3.OperationalError) and "locked" in str(e)
+        ),
+        wait=wait_exponential(multiplier=0.005, max=0.2),
+        stop=stop_after_delay(timeout),
+        reraise=True,
+    ):
+        with attempt:
+            cursor.execute("PRAGMA journal_mode=WAL")

@@ -1,0 +1,77 @@
+"""Versioned migrations, applied once however many processes start together."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from sqlalchemy import Connection, Engine, select, text
+
+from runtime.db.schema import outbox, schema_migrations, submissions, utcnow
+
+log = logging.getLogger("skybridge.db")
+
+
+def _v1_outbox(connection: Connection) -> None:
+    # checkfirst: MySQL commits each CREATE by itself, so a run that died between the two
+    # (or before recording the version) must be able to finish the job.
+    submissions.create(connection, checkfirst=True)
+    outbox.create(connection, checkfirst=True)
+
+
+# Append only: a migration, once released, never changes.
+MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
+    (1, "submissions and outbox", _v1_outbox),
+]
+
+MIGRATION_LOCK = "skybridge_migrate"
+
+
+class MigrationLockTimeout(RuntimeError):
+    """Another process held the migration lock for longer than we would wait."""
+
+
+def migrate(engine: Engine, lock_timeout: int = 60) -> list[int]:
+    """Apply pending migrations; safe to run from several processes and instances at once.
+
+    Each migration commits together with its row in `schema_migrations`, and the versions
+    are read again inside that transaction: on MySQL under a named lock (GET_LOCK) that is
+    released only after the commit, on SQLite under the write lock that BEGIN IMMEDIATE
+    takes. (Releasing the lock before the commit let a second process see no version row
+    and create the tables again.)
+    """
+    applied: list[int] = []
+    with engine.connect() as connection:
+        mysql_family = connection.dialect.name in ("mysql", "mariadb")
+        if mysql_family:
+            got = connection.scalar(
+                text("SELECT GET_LOCK(:name, :timeout)"),
+                {"name": MIGRATION_LOCK, "timeout": lock_timeout},
+            )
+            connection.commit()
+            if got != 1:
+                raise MigrationLockTimeout(
+                    f"another process held the migration lock {MIGRATION_LOCK!r} for more "
+                    f"than {lock_timeout}s; run `python -m runtime.db migrate` again"
+                )
+        try:
+            with connection.begin():
+                schema_migrations.create(connection, checkfirst=True)
+            for version, description, apply in MIGRATIONS:
+                with connection.begin():
+                    done: set[int] = set(connection.scalars(select(schema_migrations.c.version)))
+                    if version in done:
+                        continue
+                    apply(connection)
+                    connection.execute(
+                        schema_migrations.insert().values(
+                            version=version, description=description, applied_at=utcnow()
+                        )
+                    )
+                applied.append(version)
+                log.info("migration applied", extra={"event": "db.migrated", "version": version})
+        finally:
+            if mysql_family:
+                connection.execute(text("SELECT RELEASE_LOCK(:name)"), {"name": MIGRATION_LOCK})
+                connection.commit()
+    return applied

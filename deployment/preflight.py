@@ -77,7 +77,7 @@ def check_database_version(env: environments.Environment, client: Any = None) ->
     import boto3
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from aws_stack.database import engine_version
+    from deployment.database_version import engine_version
 
     version, region = engine_version(env.aws.db_engine_version), env.aws.region
     client = client or boto3.client("rds", region_name=region)

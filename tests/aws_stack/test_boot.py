@@ -52,6 +52,9 @@ from tests.fakes.ingest import FakeIngest
 
 pytestmark = [
     pytest.mark.mysql,
+    # A boot installs the runtime from the wheelhouse: about a minute alone, several on a
+    # loaded 2-core machine (the first test also synthesizes and builds the wheelhouse).
+    pytest.mark.timeout(900),
     pytest.mark.skipif(available() is not None, reason=str(available())),
 ]
 

@@ -10,7 +10,7 @@ from aws_cdk import aws_rds as rds
 from aws_cdk.assertions import Capture, Match
 
 from aws_stack.app import PLACEHOLDER
-from aws_stack.database import newest_mysql_84
+from deployment.database_version import newest_mysql_84
 from deployment.packaging import WheelhouseError
 from tests.aws_stack.conftest import synth
 

@@ -97,7 +97,7 @@ def stubbed_rds(versions: list[str]):
 
 
 def test_an_offered_database_version_passes(env):
-    from aws_stack.database import newest_mysql_84
+    from deployment.database_version import newest_mysql_84
 
     client = stubbed_rds(["8.0.40", "8.4.6", newest_mysql_84()])
     finding = preflight.check_database_version(env, client)

@@ -18,6 +18,7 @@ from gcp_stack import stack
 from gcp_stack.api import Api
 from gcp_stack.engine import Engine, Plan
 from gcp_stack.errors import GcpStackError
+from gcp_stack.names import Names
 from gcp_stack.resources import Bucket, Context
 
 SYMBOLS = {"create": "[green]+", "update": "[yellow]~", "replace": "[red]-/+", "delete": "[red]-"}
@@ -83,6 +84,8 @@ def aws_api_url(args: argparse.Namespace) -> str:
 def print_plan(console: Console, plan: Plan) -> None:
     for change in plan.pending:
         console.print(f"{SYMBOLS[change.action]} {change.key}[/]", highlight=False)
+        if change.reason:
+            console.print(f"      ({change.reason})", highlight=False, markup=False)
         if change.action in ("update", "replace"):
             for field in change.fields:
                 before = json.dumps(field.before)[:80]
@@ -91,13 +94,13 @@ def print_plan(console: Console, plan: Plan) -> None:
     console.print(f"Plan: {plan.summary()}.")
 
 
-def credential_config(ctx: Context, names: stack.Names, aws_region: str) -> dict[str, Any]:
+def credential_config(ctx: Context, names: Names, aws_region: str) -> dict[str, Any]:
     """The external_account configuration the relay's google-auth reads on EC2."""
     imds = "http://169.254.169.254/latest"
     return {
         "type": "external_account",
         "audience": f"//iam.googleapis.com/projects/{ctx.project_number}/locations/global/"
-        f"workloadIdentityPools/{names.pool}/providers/aws",
+        f"workloadIdentityPools/{names.pool}/providers/{names.provider}",
         "subject_token_type": "urn:ietf:params:aws:token-type:aws4_request",
         "token_url": "https://sts.googleapis.com/v1/token",
         "credential_source": {
@@ -114,7 +117,7 @@ def credential_config(ctx: Context, names: stack.Names, aws_region: str) -> dict
 
 
 def outputs(engine: Engine, environment: environments.Environment) -> handover.GcpOutputs:
-    names = stack.Names(environment.prefix, environment.gcp.project)
+    names = Names(environment.prefix, environment.gcp.project)
     ingest = engine.outputs.get(f"function/{names.function('ingest')}", {})
     config = credential_config(engine.ctx, names, environment.aws.region)
     config.pop("aws_region_hint")

@@ -1,7 +1,9 @@
 """Calling Google's APIs: discovery clients built offline, retries, long-running operations.
 
-Every call retries only 429, 5xx and transport errors, with exponential backoff under a
-deadline; anything else raises ApiCallFailed naming the resource and the operation.
+A failed call is repeated only when its error belongs to one of the classes in
+`gcp_stack.retries` (modelled on Terraform's retry predicates), with exponential backoff
+under that class's deadline; anything else, or a class that outlasts its deadline, raises
+ApiCallFailed naming the resource, the operation and (when it gave up) the class.
 `GCP_STACK_API_ENDPOINT` (or `--api-endpoint`) points every client at one server, such as
 the fake control plane in local_stack/control_plane/: API <api> <version> is reached at
 `<endpoint>/<api>.<version>/<servicePath>` (for example `…/storage.v1/storage/v1/`), and no
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import json
+import random
 import threading
 import time
 from collections.abc import Callable
@@ -20,17 +23,9 @@ from typing import Any
 import httplib2
 from googleapiclient import discovery
 from googleapiclient.errors import HttpError
-from tenacity import (
-    RetryError,
-    Retrying,
-    retry_if_exception,
-    stop_after_delay,
-    wait_exponential_jitter,
-)
 
+from gcp_stack import retries
 from gcp_stack.errors import ApiCallFailed, NoCredentials, OperationFailed, OperationTimedOut
-
-RETRYABLE_STATUS = {429, 500, 502, 503, 504}
 
 
 @functools.cache
@@ -45,19 +40,6 @@ def endpoint(base_url: str, api: str, version: str) -> str:
     """The api_endpoint of `api` on a server that serves every API under one URL (the fake
     control plane): `<base_url>/<api>.<version>/<servicePath>`."""
     return f"{base_url}/{api}.{version}/{_discovery_document(api, version)['servicePath']}"
-
-
-def _retryable(error: BaseException) -> bool:
-    if isinstance(error, HttpError):
-        return error.status_code in RETRYABLE_STATUS
-    return isinstance(error, OSError | httplib2.HttpLib2Error)
-
-
-def _message(error: HttpError) -> str:
-    try:
-        return json.loads(error.content)["error"]["message"]
-    except (ValueError, KeyError, TypeError):
-        return error.reason or str(error)
 
 
 class _Collections:
@@ -99,9 +81,12 @@ class Api:
         deadline: float = 120.0,
         operation_deadline: float = 900.0,
         poll_initial: float = 1.0,
+        propagation_deadline: float = 600.0,
     ) -> None:
         self.endpoint = endpoint
-        self.deadline = deadline
+        self.deadline = deadline  # for transient errors (overload, transport)
+        self.propagation_deadline = propagation_deadline  # for Google's eventual consistency
+        self.enabled: set[str] = set()  # services seen enabled in this run
         self.operation_deadline = operation_deadline
         self.poll_initial = poll_initial
         if credentials is None:
@@ -157,44 +142,98 @@ class Api:
             )
         return self._local.http
 
+    def budget(self, kind: retries.ErrorClass) -> float:
+        return self.deadline if kind.budget == "transient" else self.propagation_deadline
+
     def call(self, resource: str, operation: str, request: Callable[[], Any]) -> Any:
-        """Execute `request()` (a googleapiclient request factory), retrying what is transient."""
-        try:
-            for attempt in Retrying(
-                retry=retry_if_exception(_retryable),
-                wait=wait_exponential_jitter(multiplier=0.2, max=10, jitter=0.2),
-                stop=stop_after_delay(self.deadline),
-                reraise=True,
-            ):
-                with attempt:
-                    return request().execute(http=self._http(), num_retries=0)
-        except HttpError as error:
-            raise ApiCallFailed(resource, operation, error.status_code, _message(error)) from None
-        except (OSError, httplib2.HttpLib2Error) as error:
-            raise ApiCallFailed(resource, operation, 0, f"transport error: {error}") from None
-        except RetryError as error:  # pragma: no cover — reraise=True re-raises the cause
-            raise ApiCallFailed(resource, operation, 0, str(error)) from None
-        return None
+        """Execute `request()` (a googleapiclient request factory), repeating it while it
+        fails with an error of a retryable class, each class under its own deadline."""
+        first_seen: dict[str, float] = {}
+        delay = 0.2
+        while True:
+            try:
+                return request().execute(http=self._http(), num_retries=0)
+            except (HttpError, OSError, httplib2.HttpLib2Error) as error:
+                failure, kind = retries.classify(error, self)
+            waited = (
+                0.0
+                if kind is None
+                else time.monotonic() - first_seen.setdefault(kind.name, time.monotonic())
+            )
+            if kind is None or waited >= self.budget(kind):
+                gave_up = (
+                    f"gave up after {waited:.0f}s of retrying: {kind.name}; {kind.source}"
+                    if kind
+                    else ""
+                )
+                raise ApiCallFailed(
+                    resource,
+                    operation,
+                    failure.status,
+                    failure.message,
+                    reason=failure.reason,
+                    service_disabled=failure.service_disabled or "",
+                    gave_up=gave_up,
+                ) from None
+            budget = self.budget(kind)
+            time.sleep(min(delay * random.uniform(0.8, 1.2), budget - waited))  # noqa: S311
+            delay = min(delay * 2, 10.0)
+
+    def repeat(
+        self,
+        resource: str,
+        operation: str,
+        attempt: Callable[[int], None],
+        kind: retries.ErrorClass,
+    ) -> None:
+        """Run `attempt(n)` until it does not fail with an operation error of `kind`, under
+        that class's deadline (an error that surfaces only when the operation ends)."""
+        started, delay, number = time.monotonic(), 0.5, 0
+        while True:
+            try:
+                attempt(number)
+                return
+            except OperationFailed as error:
+                failure = retries.Failure(0, error.message)
+                waited = time.monotonic() - started
+                if not kind.matches(failure, self):
+                    raise
+                if waited >= self.budget(kind):
+                    raise OperationFailed(
+                        resource,
+                        operation,
+                        f"{error.message} (gave up after {waited:.0f}s of retrying: "
+                        f"{kind.name}; {kind.source})",
+                    ) from None
+            time.sleep(min(delay, max(self.budget(kind) - waited, 0.0)))
+            delay, number = min(delay * 2, 15.0), number + 1
 
     def list_all(
         self, resource: str, field: str, request: Callable[[str | None], Any]
     ) -> list[dict[str, Any]]:
-        """Every item of a list, page by page: `request(page_token)` makes one page's call."""
+        """Every item of a list, page by page: `request(page_token)` makes one page's call.
+        A disabled API holds nothing, so it lists nothing."""
         items: list[dict[str, Any]] = []
         token: str | None = None
         while True:
-            page = self.call(resource, "list", functools.partial(request, token)) or {}
+            try:
+                page = self.call(resource, "list", functools.partial(request, token)) or {}
+            except ApiCallFailed as error:
+                if error.service_disabled:
+                    return items
+                raise
             items += page.get(field, [])
             token = page.get("nextPageToken")
             if not token:
                 return items
 
     def get_or_none(self, resource: str, request: Callable[[], Any]) -> dict | None:
-        """A read: 404 means absent."""
+        """A read: 404 means absent, and so does 403 SERVICE_DISABLED for a service not
+        enabled (on a fresh project, before the stack's first resources enable it)."""
         try:
             return self.call(resource, "read", request)
         except ApiCallFailed as error:
-            if error.status in (404,):
+            if error.status == 404 or error.service_disabled:
                 return None
             raise
 

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from gcp_stack.errors import ApiCallFailed, ApplyFailed, GcpStackError
-from gcp_stack.resources import Context, Resource
+from gcp_stack.resources import KINDS, Context, Resource
 
 Action = Literal["create", "update", "replace", "delete", "no-op"]
 
@@ -34,6 +34,7 @@ class Change:
     action: Action
     fields: list[FieldChange] = field(default_factory=list)
     depends_on: list[str] = field(default_factory=list)
+    reason: str = ""  # why, when the fields alone do not say (a repair, a re-apply)
 
     @property
     def mask(self) -> list[str]:
@@ -64,8 +65,17 @@ def update_mask(fields: list[FieldChange]) -> list[str]:
 
 
 def diff(desired: Any, live: Any, path: str = "") -> list[FieldChange]:
-    """Field-level differences of what we declared; fields we did not declare are ignored."""
+    """Field-level differences of what we declared; fields we did not declare are ignored.
+
+    Google's proto3-based APIs leave out every field at its default (0, false, "", [], {},
+    an enum's *_UNSPECIFIED; https://protobuf.dev/programming-guides/json/), so a declared
+    default and an absent live value are the same thing.
+    """
+    if live is None and _default(desired):
+        return []
     if isinstance(desired, dict):
+        if live is None:
+            live = {}  # an omitted message: compare field by field with nothing
         if not isinstance(live, dict):
             return [FieldChange(path, live, desired)]
         changes: list[FieldChange] = []
@@ -78,11 +88,31 @@ def diff(desired: Any, live: Any, path: str = "") -> list[FieldChange]:
         if any(diff(d, v) for d, v in zip(desired, live, strict=True)):
             return [FieldChange(path, live, desired)]
         return []
-    if desired in ("", {}, []) and live in (None, "", {}, []):
-        return []  # an empty declared value and an absent live one mean the same
     if isinstance(desired, int | float) and isinstance(live, str):
         live = _number(live)  # int64 fields come back as strings
     return [] if desired == live else [FieldChange(path, live, desired)]
+
+
+def _moves(changes: list[Change], key: str, part: str) -> bool:
+    """Whether the plan so far changes `key` (its field `part`, or anything when "")."""
+    change = next((c for c in changes if c.key == key), None)
+    if change is None or change.action in ("no-op", "delete"):
+        return False
+    changed = {f.path.split(".")[0] for f in change.fields}
+    return change.action != "update" or not part or bool(changed & {part, "state"})
+
+
+def _default(value: Any) -> bool:
+    """Whether proto3 JSON leaves `value` out."""
+    if isinstance(value, bool):
+        return value is False
+    if isinstance(value, int | float):
+        return value == 0
+    if isinstance(value, str):
+        return value == "" or value.endswith("_UNSPECIFIED")
+    if isinstance(value, dict):
+        return all(_default(item) for item in value.values())
+    return value == []
 
 
 def _number(value: str) -> Any:
@@ -142,7 +172,9 @@ class Engine:
         self, discover: bool = True, read: bool = True
     ) -> tuple[list[Resource], dict[str, dict | None]]:
         """Find labelled resources and read declared ones, all in one pool of requests."""
-        kinds = {type(resource) for resource in self.resources.values()} if discover else set()
+        kinds: set[type[Resource]] = set()
+        if discover:
+            kinds = {*KINDS, *map(type, self.resources.values())}
         with ThreadPoolExecutor(self.parallelism) as pool:
             finds = [pool.submit(kind.discover, self.ctx) for kind in kinds]
             reads = {
@@ -168,18 +200,34 @@ class Engine:
                 action: Action = "delete" if live[key] and resource.deletable else "no-op"
                 changes.append(Change(key, resource.kind, action, depends_on=deps))
                 continue
-            if live[key] is None:
+            current = live[key]
+            if current is None:
                 after = self.desired(resource)
                 fields = [FieldChange(path, None, value) for path, value in after.items()]
                 changes.append(Change(key, resource.kind, "create", fields, deps))
                 continue
-            fields = diff(self.desired(resource), live[key])
-            if not fields:
-                changes.append(Change(key, resource.kind, "no-op", depends_on=deps))
-            elif {f.path.split(".")[0] for f in fields} & resource.immutable:
+            desired = self.desired(resource)
+            fields = diff(desired, current)
+            broken = resource.unhealthy(current)
+            moved = [dep for dep, part in resource.follows().items() if _moves(changes, dep, part)]
+            if broken:
+                repair = FieldChange("state", broken, "redeployed")
+                reason = f"live state is {broken}: redeploy"
+                changes.append(
+                    Change(key, resource.kind, "update", [repair, *fields], deps, reason=reason)
+                )
+            elif fields and {f.path.split(".")[0] for f in fields} & resource.immutable:
                 changes.append(Change(key, resource.kind, "replace", fields, deps))
-            else:
+            elif fields:
                 changes.append(Change(key, resource.kind, "update", fields, deps))
+            elif moved:
+                # Google resets this when what it follows changes (a trigger change gives the
+                # function a new subscription): apply it again after that.
+                again = [FieldChange(k, current.get(k), v) for k, v in desired.items()]
+                reason = f"re-applied after {', '.join(moved)} changes"
+                changes.append(Change(key, resource.kind, "update", again, deps, reason=reason))
+            else:
+                changes.append(Change(key, resource.kind, "no-op", depends_on=deps))
         return Plan(changes)
 
     # -- apply ----------------------------------------------------------------------------

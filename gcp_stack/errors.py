@@ -12,15 +12,31 @@ class NoCredentials(GcpStackError):
 
 
 class ApiCallFailed(GcpStackError):
-    def __init__(self, resource: str, operation: str, status: int, message: str) -> None:
-        super().__init__(f"{operation} {resource}: HTTP {status}: {message}")
+    def __init__(
+        self,
+        resource: str,
+        operation: str,
+        status: int,
+        message: str,
+        *,
+        reason: str = "",
+        service_disabled: str = "",
+        gave_up: str = "",
+    ) -> None:
+        text = f"{operation} {resource}: HTTP {status}: {message}"
+        if gave_up:
+            text += f" ({gave_up})"
+        if service_disabled:
+            text += f"; enable {service_disabled} in the project, or let deploy enable it"
+        super().__init__(text)
         self.resource, self.operation, self.status = resource, operation, status
+        self.message, self.reason, self.service_disabled = message, reason, service_disabled
 
 
 class OperationFailed(GcpStackError):
     def __init__(self, resource: str, operation: str, message: str) -> None:
         super().__init__(f"{operation} {resource}: the operation failed: {message}")
-        self.resource, self.operation = resource, operation
+        self.resource, self.operation, self.message = resource, operation, message
 
 
 class OperationTimedOut(GcpStackError):

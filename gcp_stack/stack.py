@@ -1,28 +1,25 @@
-"""The GCP half as data: a pure function from configuration to the list of resources."""
+"""The GCP half as data: a pure function from configuration to the list of resources.
+
+What things are called lives in `names.py`, the monitoring resources in `monitoring.py`.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from urllib.parse import urlsplit
-
 from environments import Environment
+from gcp_stack.monitoring import monitoring
+from gcp_stack.names import Names
 from gcp_stack.resources import (
     STACK_LABEL,
-    AlertPolicy,
     AwsProvider,
     Bucket,
-    Dashboard,
     Function,
     IamMember,
-    LogMetric,
-    NotificationChannel,
     Resource,
     ServiceAccount,
     ServiceApi,
     Subscription,
     Topic,
     TriggerDeadLetterPolicy,
-    UptimeCheck,
     WorkloadIdentityPool,
 )
 
@@ -41,41 +38,10 @@ SERVICES = (
     "logging.googleapis.com",
 )
 PUBSUB_AGENT = "serviceAccount:service-{project_number}@gcp-sa-pubsub.iam.gserviceaccount.com"
-
-
-@dataclass(frozen=True)
-class Names:
-    prefix: str
-    project: str
-
-    @property
-    def bucket(self) -> str:
-        return f"{self.project}-{self.prefix}-assets"
-
-    def account(self, role: str) -> str:
-        return f"{self.prefix}-{role}"
-
-    def email(self, role: str) -> str:
-        return f"{self.account(role)}@{self.project}.iam.gserviceaccount.com"
-
-    @property
-    def topic(self) -> str:
-        return f"{self.prefix}-submissions"
-
-    @property
-    def dead_letter(self) -> str:
-        return f"{self.prefix}-dead-letter"
-
-    @property
-    def pool(self) -> str:
-        return f"{self.prefix}-aws"
-
-    def function(self, role: str) -> str:
-        return f"{self.prefix}-{role}"
-
-
-def _metric_filter(metric: str, extra: str = "") -> str:
-    return f'metric.type="{metric}"' + (f" AND {extra}" if extra else "")
+# What a function build needs when it runs as its own account, not the default Cloud Build
+# one: https://cloud.google.com/functions/docs/securing/build-custom-sa
+BUILD_ROLES = ("roles/logging.logWriter", "roles/artifactregistry.writer",
+               "roles/storage.objectViewer")  # fmt: skip
 
 
 def build(environment: Environment, api_url: str = "") -> list[Resource]:
@@ -95,8 +61,20 @@ def build(environment: Environment, api_url: str = "") -> list[Resource]:
             "ingest": "Runs the ingest function; may publish to the submissions topic.",
             "store": "Runs the store function; may create objects in the assets bucket.",
             "relay": "The AWS relay, through Workload Identity; may invoke ingest.",
+            "build": "Builds the functions; may write build logs and images, read sources.",
         }.items()
     }
+    builder = [
+        IamMember(
+            f"iam_member/project:{gcp.project} {role} serviceAccount:{names.email('build')}",
+            (sa["build"].key,),
+            target="project",
+            role=role,
+            member=f"serviceAccount:{names.email('build')}",
+        )
+        for role in BUILD_ROLES
+    ]
+    build_deps = (sa["build"].key, *(member.key for member in builder))
     topic = Topic(f"topic/{names.topic}", all_apis, labels=labels)
     dead_letter = Topic(f"topic/{names.dead_letter}", all_apis, labels=labels)
     dead_letter_sub = Subscription(
@@ -115,20 +93,22 @@ def build(environment: Environment, api_url: str = "") -> list[Resource]:
     env_common = {"SKYBRIDGE_SOURCE": "aws", "SKYBRIDGE_METRICS": "none"}
     ingest = Function(
         f"function/{names.function('ingest')}",
-        (*all_apis, sa["ingest"].key, topic.key),
+        (*all_apis, sa["ingest"].key, topic.key, *build_deps),
         entry_point="ingest",
         runtime=gcp.function_runtime,
         service_account=names.email("ingest"),
+        build_service_account=names.email("build"),
         environment=env_common
         | {"SKYBRIDGE_TOPIC": f"projects/{gcp.project}/topics/{names.topic}"},
         labels=labels,
     )
     store = Function(
         f"function/{names.function('store')}",
-        (*all_apis, sa["store"].key, topic.key, bucket.key),
+        (*all_apis, sa["store"].key, topic.key, bucket.key, *build_deps),
         entry_point="store",
         runtime=gcp.function_runtime,
         service_account=names.email("store"),
+        build_service_account=names.email("build"),
         environment=env_common | {"SKYBRIDGE_BUCKET": names.bucket},
         labels=labels,
         trigger_topic=names.topic,
@@ -139,7 +119,7 @@ def build(environment: Environment, api_url: str = "") -> list[Resource]:
         description=f"AWS account {aws.account}: the skybridge relay ({environment.name})",
     )
     provider = AwsProvider(
-        "workload_identity_provider/aws",
+        f"workload_identity_provider/{names.provider}",
         (pool.key,),
         pool=names.pool,
         account=aws.account,
@@ -162,6 +142,11 @@ def build(environment: Environment, api_url: str = "") -> list[Resource]:
          (sa["store"].key,)),
         ("service_account", names.email("relay"), "roles/iam.workloadIdentityUser",
          relay_principal, (sa["relay"].key, provider.key)),
+        # Authenticated push (the trigger pushes as the store account): projects whose
+        # Pub/Sub service agent predates 2021-04-08 lack this grant.
+        # https://cloud.google.com/pubsub/docs/authenticate-push-subscriptions
+        ("service_account", names.email("store"), "roles/iam.serviceAccountTokenCreator",
+         PUBSUB_AGENT, (sa["store"].key,)),
         # Dead-lettering: the Pub/Sub service agent forwards from the trigger's subscription
         # (which Eventarc names itself) to the dead-letter topic.
         ("topic", names.dead_letter, "roles/pubsub.publisher", PUBSUB_AGENT, (dead_letter.key,)),
@@ -188,6 +173,7 @@ def build(environment: Environment, api_url: str = "") -> list[Resource]:
     return [
         *services,
         *sa.values(),
+        *builder,
         topic,
         dead_letter,
         dead_letter_sub,
@@ -198,195 +184,5 @@ def build(environment: Environment, api_url: str = "") -> list[Resource]:
         provider,
         *iam,
         dead_letter_policy,
-        *monitoring(environment, names, all_apis, api_url),
+        *monitoring(environment, names, all_apis, api_url, dead_letter_policy.key),
     ]
-
-
-def monitoring(
-    environment: Environment, names: Names, deps: tuple[str, ...], api_url: str
-) -> list[Resource]:
-    prefix = environment.prefix
-    labels = {STACK_LABEL: prefix}
-    resources: list[Resource] = [
-        LogMetric(
-            f"log_metric/{prefix}-{event.replace('.', '-')}",
-            deps,
-            filter=f'resource.type="cloud_run_revision" AND jsonPayload.event="{event}"',
-            description=description,
-        )
-        for event, description in {
-            "submission.published": "Submissions the ingest function published.",
-            "submission.stored": "Objects written by the store function.",
-            "submission.undecodable": "Messages the store function could never store.",
-            "submission.rejected": "Items the ingest function rejected.",
-        }.items()
-    ]
-    channels: list[str] = []
-    if environment.alerts.email:
-        channel = NotificationChannel(
-            f"notification_channel/{prefix} alerts",
-            deps,
-            spec={
-                "type": "email",
-                "labels": {"email_address": environment.alerts.email},
-                "userLabels": labels,
-                "enabled": True,
-            },
-        )
-        resources.append(channel)
-        channels = [f"{{output:{channel.key}:name}}"]
-        deps = (*deps, channel.key)
-
-    def alert(title: str, filter_: str, threshold: float, duration: str, doc: str) -> AlertPolicy:
-        return AlertPolicy(
-            f"alert_policy/{prefix}: {title}",
-            deps,
-            spec={
-                "combiner": "OR",
-                "enabled": True,
-                "userLabels": labels,
-                "notificationChannels": channels,
-                "documentation": {"content": doc, "mimeType": "text/markdown"},
-                "conditions": [
-                    {
-                        "displayName": title,
-                        "conditionThreshold": {
-                            "filter": filter_,
-                            "comparison": "COMPARISON_GT",
-                            "thresholdValue": threshold,
-                            "duration": duration,
-                            "aggregations": [
-                                {"alignmentPeriod": "60s", "perSeriesAligner": "ALIGN_MAX"}
-                            ],
-                        },
-                    }
-                ],
-            },
-        )
-
-    subscription_filter = 'resource.type="pubsub_subscription"'
-    resources += [
-        alert(
-            "function errors",
-            _metric_filter(
-                "run.googleapis.com/request_count",
-                f'resource.type="cloud_run_revision" AND '
-                f'resource.labels.service_name=starts_with("{prefix}-") AND '
-                'metric.labels.response_code_class="5xx"',
-            ),
-            5,
-            "300s",
-            "The ingest or store function is failing requests. Check its logs.",
-        ),
-        alert(
-            "delivery backlog",
-            _metric_filter(
-                "pubsub.googleapis.com/subscription/oldest_unacked_message_age", subscription_filter
-            ),
-            900,
-            "300s",
-            "Messages wait more than 15 minutes for the store function.",
-        ),
-        alert(
-            "dead letters",
-            _metric_filter(
-                "pubsub.googleapis.com/subscription/num_undelivered_messages",
-                f'{subscription_filter} AND resource.labels.subscription_id="{names.dead_letter}"',
-            ),
-            0,
-            "60s",
-            f"Messages were dead-lettered: pull them from subscription {names.dead_letter}.",
-        ),
-    ]
-
-    def chart(title: str, metric: str, extra: str = "", reducer: str = "REDUCE_SUM") -> dict:
-        return {
-            "title": title,
-            "xyChart": {
-                "dataSets": [
-                    {
-                        "plotType": "LINE",
-                        "timeSeriesQuery": {
-                            "timeSeriesFilter": {
-                                "filter": _metric_filter(metric, extra),
-                                "aggregation": {
-                                    "alignmentPeriod": "60s",
-                                    "perSeriesAligner": "ALIGN_RATE"
-                                    if "count" in metric
-                                    else "ALIGN_MAX",
-                                    "crossSeriesReducer": reducer,
-                                },
-                            }
-                        },
-                    }
-                ]
-            },
-        }
-
-    run = 'resource.type="cloud_run_revision"'
-    tiles = [
-        chart("Function executions", "run.googleapis.com/request_count", run),
-        chart("Function latency (p99)", "run.googleapis.com/request_latencies", run,
-              "REDUCE_PERCENTILE_99"),
-        chart("Function errors (5xx)", "run.googleapis.com/request_count",
-              f'{run} AND metric.labels.response_code_class="5xx"'),
-        chart("Pub/Sub publish rate", "pubsub.googleapis.com/topic/send_message_operation_count",
-              'resource.type="pubsub_topic"'),
-        chart("Undelivered messages", "pubsub.googleapis.com/subscription/num_undelivered_messages",
-              subscription_filter),
-        chart("Oldest unacked age (s)",
-              "pubsub.googleapis.com/subscription/oldest_unacked_message_age",
-              subscription_filter, "REDUCE_MAX"),
-        chart("Dead letters", "pubsub.googleapis.com/subscription/num_undelivered_messages",
-              f'{subscription_filter} AND resource.labels.subscription_id="{names.dead_letter}"'),
-        chart("Objects written",
-              f"logging.googleapis.com/user/{prefix}-submission-stored", run),
-    ]  # fmt: skip
-    resources.append(
-        Dashboard(
-            f"dashboard/{prefix}",
-            deps,
-            spec={
-                "labels": labels,
-                "mosaicLayout": {
-                    "columns": 12,
-                    "tiles": [
-                        {
-                            "xPos": (i % 2) * 6,
-                            "yPos": (i // 2) * 4,
-                            "width": 6,
-                            "height": 4,
-                            "widget": tile,
-                        }
-                        for i, tile in enumerate(tiles)
-                    ],
-                },
-            },
-        )
-    )
-    if api_url:
-        url = urlsplit(api_url)
-        https = url.scheme == "https"
-        resources.append(
-            UptimeCheck(
-                f"uptime_check/{prefix} api healthz",
-                deps,
-                spec={
-                    "monitoredResource": {
-                        "type": "uptime_url",
-                        "labels": {"host": url.hostname or "", "project_id": names.project},
-                    },
-                    "httpCheck": {
-                        "path": "/healthz",
-                        "port": url.port or (443 if https else 80),
-                        "useSsl": https,
-                        "validateSsl": https,
-                        "requestMethod": "GET",
-                    },
-                    "period": "300s",
-                    "timeout": "10s",
-                    "userLabels": labels,
-                },
-            )
-        )
-    return resources

@@ -30,12 +30,14 @@ def run(stack: LocalStack, count: int, timeout: float, console: Console) -> chec
     )
     with Progress(*columns, console=console) as progress:
         posting = progress.add_task("accepted", total=count)
-        storing = progress.add_task("stored", total=count)
+        storing = progress.add_task("in bucket", total=count)
+        confirming = progress.add_task("confirmed", total=count)
         sent = check.post_all(
             stack.url("api"), bodies, progress=lambda n: progress.advance(posting, n)
         )
         report = check.Report(sent=sent)
         progress.update(storing, total=len(report.accepted))
+        progress.update(confirming, total=len(report.accepted))
         bucket = stack.bucket()
         check.wait_for_objects(
             lambda: storage.stored_submissions(bucket),
@@ -44,7 +46,9 @@ def run(stack: LocalStack, count: int, timeout: float, console: Console) -> chec
             progress=lambda n: progress.advance(storing, n),
             healthy=lambda: not stack.dead_children(),
         )
-    check.follow_statuses(stack.url("api"), report)
+        check.follow_statuses(
+            stack.url("api"), report, timeout, progress=lambda n: progress.advance(confirming, n)
+        )
     report.dead_lettered = dead_letter_count(stack)
     check.compare(report)
     return report
@@ -56,9 +60,13 @@ def summary(report: check.Report, elapsed: float) -> Table:
     table.add_row("accepted (202)", str(len(report.accepted)))
     table.add_row("forwarded", str(report.forwarded))
     table.add_row("stored in bucket", str(len(report.stored)))
+    table.add_row("confirmed stored by AWS (status)", str(report.confirmed))
     table.add_row("dead-lettered", str(report.dead_lettered))
     for name, value in report.percentiles().items():
         table.add_row(f"end-to-end {name}", f"{value:.0f} ms")
+    confirmed = report.confirmed_latencies_ms()
+    if confirmed:
+        table.add_row("accepted → stored, as AWS records it (max)", f"{confirmed[-1]:.0f} ms")
     table.add_row("mismatches", str(len(report.mismatches)))
     table.add_row("wall time", f"{elapsed:.1f} s")
     return table
@@ -73,7 +81,8 @@ def demo(stack: LocalStack, count: int, timeout: float, console: Console) -> int
     if report.ok:
         console.print(
             f"[green]✓ all {len(report.stored)} submissions stored exactly as sent "
-            "(content and SHA-256 checked object by object)"
+            "(content and SHA-256 checked object by object) and confirmed `stored` by the "
+            "AWS side's own status"
         )
         return 0
     if dead := stack.dead_children():

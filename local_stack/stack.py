@@ -2,6 +2,7 @@
 
 Pub/Sub emulator ← ingest (functions-framework) ← relay ← outbox ← API (gunicorn)
        └─push─→ store (functions-framework) → fake-gcs-server
+                  └─receipt─→ receipts topic ─pull─→ relay (marks `stored`)
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ class Names:
     dead_letter_topic: str = f"projects/{PROJECT}/topics/submissions-dead-letter"
     push_subscription: str = f"projects/{PROJECT}/subscriptions/store-push"
     dead_letter_subscription: str = f"projects/{PROJECT}/subscriptions/submissions-dead-letter"
+    receipts_topic: str = f"projects/{PROJECT}/topics/receipts"
+    receipts_subscription: str = f"projects/{PROJECT}/subscriptions/receipts-relay"
     bucket: str = "skybridge-local-assets"
 
 
@@ -40,6 +43,10 @@ class Options:
     push_min_backoff: float = 0.2
     push_max_backoff: float = 2.0
     ack_deadline: int = 10
+    # Reconciliation: short enough for a demo, longer than the push retry budget above
+    # (5 attempts, backoff 0.2 → 2 s: about 6 s), so nothing in flight is sent twice.
+    confirm_window: float = 20.0
+    reconcile: bool = True
     relay_env: dict[str, str] = field(default_factory=dict)
     store_source: str = ""  # another functions-framework source for `store` (fault tests)
     pubsub: str = "ours"  # or "google": gcloud's emulator (Java), where installed
@@ -92,6 +99,7 @@ class LocalStack:
             "SKYBRIDGE_TOKEN_SOURCE": "none",
             "SKYBRIDGE_SOURCE": "local",
             "SKYBRIDGE_METRICS": "log",
+            "SKYBRIDGE_RECEIPTS_TOPIC": self.names.receipts_topic,
         }
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -137,6 +145,11 @@ class LocalStack:
                 "SKYBRIDGE_RELAY_BREAKER_COOLDOWN": "1",
                 "SKYBRIDGE_RELAY_LEASE_SECONDS": "10",
                 "SKYBRIDGE_RELAY_POLL_INTERVAL": "0.05",
+                "SKYBRIDGE_RECEIPTS_SUBSCRIPTION": self.names.receipts_subscription,
+                "SKYBRIDGE_RECEIPTS_PULL_TIMEOUT": "2",
+                "SKYBRIDGE_CONFIRM_WINDOW_SECONDS": str(self.options.confirm_window),
+                "SKYBRIDGE_RECONCILE": "true" if self.options.reconcile else "false",
+                "SKYBRIDGE_RECONCILE_INTERVAL_SECONDS": "0.5",
             } | self.options.relay_env
         else:
             raise KeyError(name)
@@ -245,7 +258,19 @@ class LocalStack:
                 },
             }
         )
+        publisher.create_topic(name=names.receipts_topic)
+        self.create_receipts_subscription()
         storage.emulator_client(self.gcs.url).create_bucket(names.bucket)
+
+    def create_receipts_subscription(self) -> None:
+        """The relay's pull subscription on the receipts topic (the fault tests re-create it)."""
+        self.subscriber().create_subscription(
+            request={
+                "name": self.names.receipts_subscription,
+                "topic": self.names.receipts_topic,
+                "ack_deadline_seconds": 10,
+            }
+        )
 
     def _migrate(self) -> None:
         import subprocess

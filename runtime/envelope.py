@@ -4,6 +4,8 @@
 * `ForwardedSubmission` / `ForwardBatch` — what the relay POSTs to the `ingest` function.
 * `IngestResult` / `IngestResponse` — what `ingest` answers, per item.
 * `StoredAsset`      — the object `store` writes to Cloud Storage.
+* `Receipt`          — what `store` publishes to the receipts topic once the object exists,
+                       and the relay checks against what AWS accepted.
 
 `python -m runtime.envelope schemas/` writes them as JSON Schema.
 """
@@ -100,6 +102,26 @@ class StoredAsset(_Strict):
     provenance: Provenance
 
 
+class Receipt(_Strict):
+    """GCP's word that a submission is stored: published by `store` after it wrote the
+    object (or found it already there), consumed by the relay on AWS."""
+
+    schema_version: Literal["1"] = SCHEMA_VERSION
+    submission_id: str = Field(pattern=SUBMISSION_ID_PATTERN)
+    bucket: str = Field(min_length=3, max_length=222)
+    object_name: str = Field(min_length=1, max_length=1024)
+    generation: int = Field(ge=1, description="The object's Cloud Storage generation.")
+    sha256: str = Field(
+        pattern=r"^[0-9a-f]{64}$",
+        description="SHA-256 of the canonical JSON of the submission as read from the object.",
+    )
+    stored_at: datetime = Field(description="When the object was written (UTC).")
+
+    @property
+    def object_uri(self) -> str:
+        return f"gs://{self.bucket}/{self.object_name}"
+
+
 def canonical_json(value: Any) -> bytes:
     """One byte string per JSON value: sorted keys, no spaces, UTF-8 (the hashed form)."""
     return json.dumps(
@@ -128,6 +150,7 @@ SCHEMAS: dict[str, type[BaseModel]] = {
     "forward-batch": ForwardBatch,
     "ingest-response": IngestResponse,
     "stored-asset": StoredAsset,
+    "receipt": Receipt,
 }
 
 

@@ -70,7 +70,10 @@ class Metrics:
         self.service = service
         self._log = logging.getLogger(f"skybridge.metrics.{service}")
 
-    def emit(self, values: Mapping[str, tuple[float, Unit]], **properties: Any) -> None:
+    def emit(
+        self, values: Mapping[str, tuple[float | list[float], Unit]], **properties: Any
+    ) -> None:
+        """One document for `values`; a list is several samples of one metric (EMF arrays)."""
         if self.mode == "none" or not values:
             return
         if self.mode == "emf":

@@ -5,7 +5,9 @@ rows (`FOR UPDATE SKIP LOCKED` on MySQL, then a lease token and a due time in th
 so several relays never hold the same row and a relay killed mid-batch loses nothing: its
 lease runs out), then *settles* each one: forwarded (the outbox row goes, the submission
 row stays), failed (likewise, with the reason), or retried later. `replay` puts failed
-submissions back; `stats` is the backlog the health check and the metrics report.
+submissions back, `requeue` is how it and reconciliation (`runtime.receipts`) put a row
+back; `stats` is the backlog the health check and the metrics report. A submission that a
+receipt already marked `stored` is never moved back by a late settle.
 
 The policy (what counts as failed, how long to back off) is the relay's; this module only
 says how each decision is written.
@@ -14,12 +16,25 @@ says how each decision is written.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Connection, Engine, and_, case, delete, func, insert, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    and_,
+    case,
+    delete,
+    func,
+    insert,
+    literal,
+    select,
+    update,
+)
 
 from runtime.db import outbox, submissions, utcnow
+from runtime.db.schema import UTCDateTime
 
 
 @dataclass(frozen=True)
@@ -32,6 +47,7 @@ class Claimed:
     body: str  # the canonical JSON of the envelope, as stored
     sha256: str
     received_at: datetime
+    redeliveries: int = 0  # how often reconciliation forwarded it again already
 
 
 @dataclass(frozen=True)
@@ -76,6 +92,7 @@ def claim(engine: Engine, limit: int, lease_seconds: float) -> list[Claimed]:
                 submissions.c.body,
                 submissions.c.sha256,
                 submissions.c.received_at,
+                submissions.c.redeliveries,
             )
             .join(submissions, submissions.c.id == outbox.c.submission_id)
             .where(outbox.c.claim == token)
@@ -89,6 +106,7 @@ def claim(engine: Engine, limit: int, lease_seconds: float) -> list[Claimed]:
             body=row.body,
             sha256=row.sha256,
             received_at=row.received_at,
+            redeliveries=row.redeliveries,
         )
         for row in rows
     ]
@@ -101,21 +119,29 @@ def settle(
     forwarded: dict[str, str],
     failed: dict[str, str],
     retry: dict[str, Retry],
+    confirm_by: Mapping[str, datetime] | None = None,
 ) -> None:
     """Write what became of each claimed row, in one transaction: `forwarded` maps a
     submission id to its Pub/Sub message id, `failed` to the reason it will never be
-    delivered, `retry` to the reason and how long until it is due again. Every delivery
-    attempt counts, whatever its outcome."""
+    delivered, `retry` to the reason and how long until it is due again; `confirm_by`
+    says when a forwarded submission without a receipt is due for reconciliation. Every
+    delivery attempt counts, whatever its outcome."""
     now = utcnow()
     by_id = {claimed.submission_id: claimed for claimed in batch}
+    not_stored = submissions.c.status != "stored"  # a receipt came first: it stays stored
     with engine.begin() as connection:
         if forwarded:
             # One statement for the whole batch: a round trip per row cost more than
             # the HTTP call that delivered them.
             by_sid = submissions.c.id
+            due = {
+                sid: literal(when, UTCDateTime())
+                for sid, when in (confirm_by or {}).items()
+                if sid in forwarded
+            }
             connection.execute(
                 update(submissions)
-                .where(by_sid.in_(list(forwarded)))
+                .where(by_sid.in_(list(forwarded)), not_stored)
                 .values(
                     status="forwarded",
                     attempts=case(
@@ -125,12 +151,13 @@ def settle(
                     forwarded_at=now,
                     updated_at=now,
                     last_error=None,
+                    confirm_due_at=case(due, value=by_sid, else_=None) if due else None,
                 )
             )
         for sid, reason in failed.items():
             connection.execute(
                 update(submissions)
-                .where(submissions.c.id == sid)
+                .where(submissions.c.id == sid, not_stored)
                 .values(
                     status="failed",
                     attempts=by_id[sid].attempts + 1,
@@ -151,7 +178,7 @@ def settle(
             )
             connection.execute(
                 update(submissions)
-                .where(submissions.c.id == sid)
+                .where(submissions.c.id == sid, not_stored)
                 .values(attempts=attempts, last_error=again.reason[:1000], updated_at=now)
             )
 
@@ -166,16 +193,23 @@ def replay(engine: Engine, ids: list[str] | None = None) -> list[str]:
         failed: list[str] = list(connection.scalars(query.with_for_update()))
         if not failed:
             return []
-        connection.execute(
-            insert(outbox),
-            [pending(sid, now) for sid in failed],
-        )
+        requeue(connection, failed, now)
         connection.execute(
             update(submissions)
             .where(submissions.c.id.in_(failed))
-            .values(status="accepted", attempts=0, updated_at=now)
+            .values(status="accepted", attempts=0, redeliveries=0, updated_at=now)
         )
     return failed
+
+
+def requeue(connection: Connection, ids: list[str], now: datetime) -> None:
+    """Put the submissions back in the outbox, due now (inside the caller's transaction)."""
+    connection.execute(insert(outbox), [pending(sid, now) for sid in ids])
+
+
+def discard(connection: Connection, ids: list[str]) -> None:
+    """Drop the outbox rows of submissions GCP confirmed: nothing is left to deliver."""
+    connection.execute(delete(outbox).where(outbox.c.submission_id.in_(ids)))
 
 
 def stats(connection: Connection, now: datetime, cap: int | None = None) -> tuple[int, float]:

@@ -58,9 +58,21 @@ class Settings(BaseModel):
     relay_breaker_threshold: int = Field(default=5, ge=1)
     relay_breaker_cooldown: float = Field(default=10.0, gt=0)
 
+    # Receipts (relay): the pull subscription on GCP's receipts topic, and reconciliation —
+    # a forwarded submission without a receipt after the window (doubling with each
+    # redelivery) is forwarded again, and failed after `confirm_max_redeliveries`.
+    receipts_subscription: str = ""  # projects/<p>/subscriptions/<s>; empty: no receipts
+    receipts_batch_size: int = Field(default=100, ge=1, le=1000)
+    receipts_pull_timeout: float = Field(default=10.0, gt=0)
+    confirm_window_seconds: float = Field(default=3600.0, gt=0)
+    confirm_max_redeliveries: int = Field(default=5, ge=0)
+    reconcile: bool = True
+    reconcile_interval_seconds: float = Field(default=5.0, gt=0)
+
     # Functions
     topic: str = ""  # projects/<p>/topics/<t>
     bucket: str = ""
+    receipts_topic: str = ""  # store publishes a receipt here for every stored object
     source: str = "aws"
 
     # Observability

@@ -57,6 +57,7 @@ def accept(engine: Engine, submission: SubmissionIn, idempotency_key: str | None
         "received_at": now,
         "updated_at": now,
         "forwarded_at": None,
+        "redeliveries": 0,
     }
     try:
         insert_rows(engine, [(submissions, row), (outbox, pending(new, now))])
@@ -113,6 +114,11 @@ def status_view(row: dict[str, Any]) -> dict[str, Any]:
         "received_at": _time_or_none(row["received_at"]),
         "updated_at": _time_or_none(row["updated_at"]),
         "forwarded_at": _time_or_none(row["forwarded_at"]),
+        "stored": row["status"] == "stored",
+        "stored_at": _time_or_none(row["stored_at"]),
+        "object_uri": row["object_uri"],
+        "generation": row["generation"],
+        "redeliveries": row["redeliveries"] or 0,
         "attempts": row["attempts"],
         "last_error": row["last_error"],
         "message_id": row["message_id"],

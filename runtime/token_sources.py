@@ -324,15 +324,38 @@ def token_source_from_settings(settings: Settings, audience: str) -> TokenSource
     if kind == "gce-metadata":
         return GceMetadataTokenSource(audience)
     settings.require("gcp_credential_config", "gcp_service_account")
+    path, config = _credential_config(settings)
+    try:
+        return AwsWorkloadIdentityTokenSource(config, settings.gcp_service_account, audience)
+    except (ValueError, TypeError, AttributeError) as error:
+        raise SettingsError(
+            f"SKYBRIDGE_GCP_CREDENTIAL_CONFIG: {path} is not a usable AWS Workload Identity "
+            f"credential configuration: {error}"
+        ) from None
+
+
+def _credential_config(settings: Settings) -> tuple[Path, dict[str, Any]]:
     path = Path(settings.gcp_credential_config)
     try:
-        config = json.loads(path.read_text())
+        return path, json.loads(path.read_text())
     except (OSError, ValueError) as error:
         raise SettingsError(
             f"SKYBRIDGE_GCP_CREDENTIAL_CONFIG: cannot read {path}: {error}"
         ) from None
+
+
+def google_credentials_from_settings(settings: Settings) -> Any:
+    """Credentials for Google's client libraries (the receipts subscriber): on AWS the
+    Workload Identity configuration, which impersonates the relay's service account; else
+    None, so the client uses Application Default Credentials (or an emulator)."""
+    if settings.token_source != "aws-wif":  # noqa: S105 — a kind, not a secret
+        return None
+    settings.require("gcp_credential_config")
+    from google.auth import aws
+
+    path, config = _credential_config(settings)
     try:
-        return AwsWorkloadIdentityTokenSource(config, settings.gcp_service_account, audience)
+        return aws.Credentials.from_info(config, scopes=[CLOUD_PLATFORM])
     except (ValueError, TypeError, AttributeError) as error:
         raise SettingsError(
             f"SKYBRIDGE_GCP_CREDENTIAL_CONFIG: {path} is not a usable AWS Workload Identity "

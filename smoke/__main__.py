@@ -54,12 +54,13 @@ def main(argv: list[str] | None = None) -> int:
     check.wait_for_objects(
         lambda: storage.stored_submissions(bucket), report, args.timeout, progress=lambda _: None
     )
-    check.follow_statuses(api_url, report)
+    check.follow_statuses(api_url, report, timeout=args.timeout)
     check.compare(report)
     latency = ", ".join(f"{k} {v:.0f} ms" for k, v in report.percentiles().items())
     print(
         f"sent {len(report.sent)}, accepted {len(report.accepted)}, forwarded {report.forwarded}, "
-        f"stored {len(report.stored)}, mismatches {len(report.mismatches)}; end-to-end {latency}"
+        f"stored {len(report.stored)}, confirmed stored by AWS {report.confirmed}, "
+        f"mismatches {len(report.mismatches)}; end-to-end {latency}"
     )
     for line in report.mismatches:
         print(f"  ✗ {line}")

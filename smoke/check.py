@@ -1,4 +1,5 @@
-"""Post varied submissions, wait until each is an object in storage, compare what came out."""
+"""Post varied submissions, wait until each is an object in storage and confirmed `stored`
+by the AWS side's own status (from GCP's receipt), compare what came out."""
 
 from __future__ import annotations
 
@@ -56,9 +57,27 @@ class Sent:
 class Report:
     sent: list[Sent]
     stored: dict[str, dict[str, Any]] = field(default_factory=dict)  # object name → asset
-    statuses: dict[str, str] = field(default_factory=dict)  # submission id → API status
+    statuses: dict[str, dict[str, Any]] = field(default_factory=dict)  # id → GET body
     dead_lettered: int = 0
     mismatches: list[str] = field(default_factory=list)
+
+    def count(self, status: str) -> int:
+        return sum(1 for body in self.statuses.values() if body.get("status") == status)
+
+    @property
+    def confirmed(self) -> int:
+        """Submissions the AWS side itself reports `stored` (a receipt with the right hash)."""
+        return self.count("stored")
+
+    def confirmed_latencies_ms(self) -> list[float]:
+        """accepted → stored as AWS records it (its received_at and the receipt's stored_at)."""
+        values = []
+        for body in self.statuses.values():
+            if body.get("stored_at") and body.get("received_at"):
+                stored_at = datetime.fromisoformat(body["stored_at"])
+                received_at = datetime.fromisoformat(body["received_at"])
+                values.append((stored_at - received_at).total_seconds() * 1000)
+        return sorted(values)
 
     @property
     def accepted(self) -> list[Sent]:
@@ -66,7 +85,8 @@ class Report:
 
     @property
     def forwarded(self) -> int:
-        return sum(1 for status in self.statuses.values() if status == "forwarded")
+        """Forwarded at least once: still waiting for a receipt, or confirmed stored."""
+        return self.count("forwarded") + self.confirmed
 
     def latencies_ms(self) -> list[float]:
         values = []
@@ -91,6 +111,7 @@ class Report:
             and len(self.accepted) == len(self.sent)
             and not self.mismatches
             and len(self.stored) == len(self.accepted)
+            and self.confirmed == len(self.accepted)
         )
 
 
@@ -162,11 +183,25 @@ def wait_for_objects(
         time.sleep(0.2)
 
 
-def follow_statuses(api_url: str, report: Report) -> None:
+def follow_statuses(
+    api_url: str, report: Report, timeout: float = 30.0, progress: Progress = lambda _: None
+) -> None:
+    """Read every accepted submission's status from the API until each says `stored` (as
+    GCP's receipt confirmed it) or the timeout."""
     session = _session()
-    for sent in report.accepted:
-        response = session.get(f"{api_url}/v1/submissions/{sent.id}", timeout=10)
-        report.statuses[sent.id] = response.json().get("status", f"HTTP {response.status_code}")
+    deadline = time.monotonic() + timeout
+    while True:
+        for sent in report.accepted:
+            if report.statuses.get(sent.id, {}).get("status") == "stored":
+                continue
+            response = session.get(f"{api_url}/v1/submissions/{sent.id}", timeout=10)
+            body = response.json() if response.status_code == 200 else {}
+            report.statuses[sent.id] = body or {"status": f"HTTP {response.status_code}"}
+            if body.get("status") == "stored":
+                progress(1)
+        if report.confirmed == len(report.accepted) or time.monotonic() > deadline:
+            return
+        time.sleep(0.25)
 
 
 def compare(report: Report) -> None:
@@ -190,5 +225,10 @@ def compare(report: Report) -> None:
             or not asset["checksum_verified"]
         ):
             problems.append("checksum differs or was not verified")
+        shown = report.statuses.get(sent.id, {})
+        if shown.get("status") != "stored":
+            problems.append(f"AWS says {shown.get('status', 'nothing')}, not stored")
+        elif shown.get("object_uri", "").rsplit("/", 1)[-1] != sent.object_name.rsplit("/", 1)[-1]:
+            problems.append("AWS records another object")
         if problems:
             report.mismatches.append(f"{sent.id}: {'; '.join(problems)}")

@@ -22,7 +22,15 @@ from gcp_stack.resources.service_api import ServiceApi
 from gcp_stack.resources.trigger_dead_letter import TriggerDeadLetterPolicy
 from gcp_stack.resources.workload_identity import AwsProvider, WorkloadIdentityPool
 
+# Every kind, so that orphans are found even of a kind the stack no longer declares.
+KINDS: tuple[type[Resource], ...] = (
+    AlertPolicy, AwsProvider, Bucket, Dashboard, Function, IamMember, LogMetric,
+    NotificationChannel, ServiceAccount, ServiceApi, Subscription, Topic,
+    TriggerDeadLetterPolicy, UptimeCheck, WorkloadIdentityPool,
+)  # fmt: skip
+
 __all__ = [
+    "KINDS",
     "STACK_LABEL",
     "AlertPolicy",
     "AwsProvider",

@@ -77,6 +77,17 @@ class Resource:
     def outputs(self, live: dict[str, Any]) -> dict[str, Any]:
         return {}
 
+    def unhealthy(self, live: dict[str, Any]) -> str:
+        """Why the live resource needs redeploying although its fields match ("": it does
+        not), such as a function whose deployment FAILED."""
+        return ""
+
+    def follows(self) -> dict[str, str]:
+        """Dependencies whose change Google lets reset this resource, so that it is applied
+        again after them (a trigger change re-creates the trigger's subscription): key →
+        the top-level field whose change matters ("": any change)."""
+        return {}
+
     @classmethod
     def discover(cls, ctx: Context) -> list[Resource]:
         """Live resources of this kind labelled as this stack's (for orphan detection)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from gcp_stack import retries
 from gcp_stack.errors import ApiCallFailed
 from gcp_stack.resources.base import Context, Resource, labelled, operation_getter
 
@@ -14,6 +15,9 @@ class Function(Resource):
     entry_point: str = ""
     runtime: str = "python312"
     service_account: str = ""
+    # Builds run as this account: since 2024 a new project's default Cloud Build account may
+    # lack the permissions (https://cloud.google.com/functions/docs/securing/build-custom-sa).
+    build_service_account: str = ""
     environment: dict[str, str] = field(default_factory=dict)
     labels: dict[str, str] = field(default_factory=dict)
     trigger_topic: str = ""  # a Pub/Sub trigger when set, else HTTP
@@ -32,7 +36,8 @@ class Function(Resource):
         body: dict[str, Any] = {
             "environment": "GEN_2",
             "labels": self.labels | {"source-sha": source_sha},
-            "buildConfig": {"runtime": self.runtime, "entryPoint": self.entry_point},
+            "buildConfig": {"runtime": self.runtime, "entryPoint": self.entry_point}
+            | self._builder(ctx),
             "serviceConfig": {
                 "availableMemory": self.memory,
                 "timeoutSeconds": 60,
@@ -52,6 +57,13 @@ class Function(Resource):
                 "serviceAccountEmail": self.service_account,
             }
         return body
+
+    def _builder(self, ctx: Context) -> dict[str, str]:
+        if not self.build_service_account:
+            return {}
+        return {
+            "serviceAccount": f"projects/{ctx.project}/serviceAccounts/{self.build_service_account}"
+        }
 
     def _with_source(self, ctx: Context) -> dict[str, Any]:
         """Upload the runtime artifact (generateUploadUrl + PUT) and point the build at it."""
@@ -84,19 +96,28 @@ class Function(Resource):
         return ctx.api.get_or_none(self.key, lambda: self._functions(ctx).get(name=self.path(ctx)))
 
     def create(self, ctx: Context) -> None:
-        body = self._with_source(ctx)
-        parent = f"projects/{ctx.project}/locations/{ctx.region}"
-        op = ctx.api.call(
-            self.key,
-            "create",
-            lambda: self._functions(ctx).create(parent=parent, functionId=self.name, body=body),
-        )
-        ctx.api.wait(self.key, "create", op, operation_getter(ctx, "cloudfunctions", "v2"))
+        def attempt(number: int) -> None:
+            if number:  # the first deployment FAILED: deploy the function again
+                self.update(ctx, ["state"])
+                return
+            body = self._with_source(ctx)
+            parent = f"projects/{ctx.project}/locations/{ctx.region}"
+            op = ctx.api.call(
+                self.key,
+                "create",
+                lambda: self._functions(ctx).create(parent=parent, functionId=self.name, body=body),
+            )
+            ctx.api.wait(self.key, "create", op, operation_getter(ctx, "cloudfunctions", "v2"))
+
+        ctx.api.repeat(self.key, "create", attempt, retries.EVENTARC_AGENT)
 
     def update(self, ctx: Context, mask: list[str]) -> None:
-        body = self._with_source(ctx) if "labels" in mask else self.body(ctx)
+        if "state" in mask:  # a repair: redeploy everything we declare
+            mask = sorted(self.body(ctx))
         if "labels" in mask and "buildConfig" not in mask:
             mask = [*mask, "buildConfig"]  # a new source: rebuild
+        # The mask replaces buildConfig whole: without the source the build would have none.
+        body = self._with_source(ctx) if "buildConfig" in mask else self.body(ctx)
         op = ctx.api.call(
             self.key,
             "update",
@@ -114,6 +135,14 @@ class Function(Resource):
 
     def outputs(self, live: dict[str, Any]) -> dict[str, Any]:
         return {"url": live.get("url") or live.get("serviceConfig", {}).get("uri")}
+
+    def unhealthy(self, live: dict[str, Any]) -> str:
+        # "FAILED: Function deployment failed and the function is not serving" (State enum,
+        # cloudfunctions v2 discovery document): matching fields do not make it deployed.
+        if live.get("state") != "FAILED":
+            return ""
+        messages = [m.get("message", "") for m in live.get("stateMessages", [])]
+        return "FAILED" + (f" ({'; '.join(messages)})" if messages else "")
 
     @classmethod
     def discover(cls, ctx: Context) -> list[Resource]:

@@ -3,6 +3,7 @@ dashboards."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -88,6 +89,11 @@ class MonitoringObject(Resource):
 
     def outputs(self, live: dict[str, Any]) -> dict[str, Any]:
         return {"name": live.get("name")}
+
+    def follows(self) -> dict[str, str]:
+        # Resources whose outputs the spec names: when they change, so may this body.
+        text = json.dumps(self.spec)
+        return {dep: "" for dep in self.depends_on if f"{{output:{dep}:" in text}
 
 
 @dataclass

@@ -68,3 +68,10 @@ class TriggerDeadLetterPolicy(Resource):
 
     def delete(self, ctx: Context) -> None:
         return None  # goes with the function's trigger
+
+    def outputs(self, live: dict[str, Any]) -> dict[str, Any]:
+        return {"subscription": live.get("name", "").rsplit("/", 1)[-1]}
+
+    def follows(self) -> dict[str, str]:
+        # A trigger change re-creates Eventarc's subscription without this policy.
+        return {dep: "eventTrigger" for dep in self.depends_on if dep.startswith("function/")}

@@ -22,16 +22,20 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from local_stack.control_plane import discovery
-from local_stack.control_plane.apis import Answer, Request, rules_of
+from local_stack.control_plane.apis import Answer, Request, iam, rules_of, serviceusage
 from local_stack.control_plane.discovery import Invalid, Method
 from local_stack.control_plane.errors import GoogleError, error
+from local_stack.control_plane.fidelity import Fidelity
 
 
 class ControlPlane:
     """The server and its state. `with ControlPlane() as fake: fake.url …`."""
 
-    def __init__(self, latency_seconds: float = 0.0, port: int = 0) -> None:
+    def __init__(
+        self, latency_seconds: float = 0.0, port: int = 0, fidelity: Fidelity | None = None
+    ) -> None:
         self.latency = latency_seconds
+        self.fidelity = fidelity or Fidelity()
         self.lock = threading.RLock()
         self.store: dict[str, dict[str, Any]] = {}  # "<api>:<resource name>" → resource
         self.policies: dict[str, dict[str, Any]] = {}
@@ -42,6 +46,13 @@ class ControlPlane:
         self.failed_operations: set[str] = set()  # method ids whose operations end in error
         self.stuck_operations: set[str] = set()  # method ids whose operations never finish
         self.requests: list[tuple[str, str]] = []  # (method id, path)
+        # What the fidelity rules need to know: when each service was enabled, when each
+        # service account was created, which project each bucket belongs to, …
+        self.enabled_at: dict[str, float] = {}  # "projects/<p>/services/<name>" → time
+        self.born: dict[str, float] = {}  # service account e-mail → time created
+        self.projects: dict[str, str] = {}  # bucket key → its project
+        self.moments: dict[str, float] = {}  # one-off times: "enabling until", "eventarc"
+        self.racing: list[str] = []  # policies another writer changes right after a read
         self._ids = itertools.count(1)
         handler = functools.partial(_Handler, self)
         self.server = ThreadingHTTPServer(("127.0.0.1", port), handler)
@@ -65,7 +76,14 @@ class ControlPlane:
     def state(self) -> dict[str, Any]:
         """A copy of everything the fake holds, to `load()` into another one later."""
         with self.lock:
-            held = {"store": self.store, "policies": self.policies, "operations": self.operations}
+            held = {
+                "store": self.store,
+                "policies": self.policies,
+                "operations": self.operations,
+                "enabled_at": self.enabled_at,
+                "born": self.born,
+                "projects": self.projects,
+            }
             return copy.deepcopy(held) | {"next_id": next(self._ids)}
 
     def load(self, state: dict[str, Any]) -> None:
@@ -87,6 +105,11 @@ class ControlPlane:
         """Answer the next call of `method_id` ("*": any) with an error; `after_applying`
         carries the request out first, as when a response is lost on its way back."""
         self.faults.append((method_id, status, message, after_applying))
+
+    def race_next_policy_write(self, resource: str) -> None:
+        """Another writer changes `resource`'s IAM policy just before our next write to it,
+        so that write carries a stale etag."""
+        self.racing.append(resource)
 
     def count(self, method_suffix: str) -> int:
         return sum(1 for method_id, _ in self.requests if method_id.endswith(method_suffix))
@@ -139,6 +162,7 @@ class ControlPlane:
         rules = rules_of(api)
         try:
             with self.lock:
+                serviceusage.refuse_if_disabled(self, request)
                 rules.check(self, request)
                 status, answer = self._carry_out(request)
                 answer = rules.respond(self, request, answer)
@@ -170,13 +194,27 @@ class ControlPlane:
         return error(501, f"the fake does not implement {method.id}", "UNIMPLEMENTED")
 
     def _list(self, request: Request) -> dict[str, Any]:
-        parent = self.key(request.api, request.name) + "/"
-        items = [
-            resource
+        # A "-" segment is a wildcard (`locations/-`: every region), as Google's lists allow.
+        # https://google.aip.dev/159
+        parent = re.escape(self.key(request.api, request.name) + "/").replace("/\\-/", "/[^/]+/")
+        pattern = re.compile(f"^{parent}[^/]+$")
+        rules = rules_of(request.api)
+        # Small pages, the token a cursor (the last key returned), so that pages stay
+        # right while others create and delete. https://google.aip.dev/158
+        after = request.query.get("pageToken") or ""
+        found = [
+            (key, resource)
             for key, resource in sorted(self.store.items())
-            if key.startswith(parent) and "/" not in key.removeprefix(parent)
+            if pattern.match(key) and rules.listed(self, request, key) and key > after
         ]
-        return {discovery.list_field(request.method): items} if items else {}
+        page: dict[str, Any] = {}
+        size = self.fidelity.page_size
+        if size and len(found) > size:
+            found = found[:size]
+            page["nextPageToken"] = found[-1][0]
+        if found:
+            page[discovery.list_field(request.method)] = [resource for _, resource in found]
+        return page
 
     def _create(self, request: Request) -> Answer:
         method, body, name = request.method, request.body, request.name
@@ -207,7 +245,10 @@ class ControlPlane:
         if isinstance(body.get("updateMask"), str):
             # Pub/Sub and IAM wrap the resource: {"topic": {...}, "updateMask": "labels"}.
             mask, body = body["updateMask"], body.get(name.split("/")[-2][:-1], body)
+        before = copy.deepcopy(current)
         if mask:
+            # A field the mask names is replaced whole, or cleared when the body lacks it.
+            # https://google.aip.dev/134
             for field in mask.split(","):
                 top = field.split(".")[0]
                 if top in body:
@@ -217,6 +258,7 @@ class ControlPlane:
         else:
             current.update(body)
         current["updateTime"] = _now()
+        rules_of(request.api).patched(self, request, before, current)
         return 200, self.operation(request.method, current)
 
     def _delete(self, request: Request) -> Answer:
@@ -230,15 +272,22 @@ class ControlPlane:
         rules.deleted(self, self.store.pop(key))
         return rules.delete_status, self.operation(request.method, {"name": request.name})
 
-    def operation(self, method: Method, resource: dict[str, Any]) -> dict[str, Any]:
-        """LRO methods answer with an operation, done on its first poll."""
+    def operation(
+        self, method: Method, resource: dict[str, Any], failure: str = ""
+    ) -> dict[str, Any]:
+        """LRO methods answer with an operation, done on its first poll (or failed with
+        `failure`)."""
         if not method.long_running:
             return resource
-        name = rules_of(method.api).operation_name(resource, self.next_id())
+        rules = rules_of(method.api)
+        name = rules.operation_name(resource, self.next_id())
+        failure = failure or rules.failure(resource)
+        if method.id in self.failed_operations:
+            failure = failure or "build failed"
         if method.id in self.stuck_operations:
             final = {"name": name, "done": False}
-        elif method.id in self.failed_operations:
-            final = {"name": name, "done": True, "error": {"code": 9, "message": "build failed"}}
+        elif failure:
+            final = {"name": name, "done": True, "error": {"code": 9, "message": failure}}
         else:
             final = {"name": name, "done": True, "response": resource}
         self.operations[name] = final
@@ -248,14 +297,18 @@ class ControlPlane:
         policy = self.policies.setdefault(
             request.name, {"version": 1, "etag": "BwAAAA==", "bindings": []}
         )
-        if request.action == "setIamPolicy":
-            sent = request.body.get("policy", request.body)  # storage sends the policy bare
-            if sent.get("etag") and sent["etag"] != policy["etag"]:
-                raise GoogleError(
-                    409, "etag mismatch: the policy changed; read it again", "ABORTED"
-                )
-            policy = dict(sent) | {"etag": f"Bw{self.next_id():06d}=="}
-            self.policies[request.name] = policy
+        if request.action == "getIamPolicy":
+            return copy.deepcopy(iam.as_requested(self, request, policy))
+        if request.name in self.racing:  # another writer got there between our read and write
+            self.racing.remove(request.name)
+            policy["etag"] = f"Bw{self.next_id():06d}=="
+        sent = request.body.get("policy", request.body)  # storage sends the policy bare
+        if sent.get("etag") and sent["etag"] != policy["etag"]:
+            status = iam.stale_etag_status(self, request)
+            raise GoogleError(status, "etag mismatch: the policy changed; read it again", "ABORTED")
+        iam.check_policy(self, sent)
+        policy = dict(sent) | {"etag": f"Bw{self.next_id():06d}=="}
+        self.policies[request.name] = policy
         return policy
 
 

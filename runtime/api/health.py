@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from flask import Blueprint
 
-from runtime import outbox
+from runtime import outbox, receipts
 from runtime.api.services import services
 from runtime.db import utcnow
 
@@ -26,9 +26,12 @@ def healthz():
 
 @blueprint.get("/readyz")
 def readyz():
-    """Ready when the database answers; reports the outbox backlog (a 503 when it doesn't)."""
+    """Ready when the database answers; reports the outbox backlog and the forwarded
+    submissions GCP has not confirmed yet (a 503 when the database doesn't answer)."""
+    now = utcnow()
     with services().engine.begin() as connection:
-        backlog, oldest_age = outbox.stats(connection, utcnow(), cap=PENDING_CAP)
+        backlog, oldest_age = outbox.stats(connection, now, cap=PENDING_CAP)
+        unconfirmed, oldest_unconfirmed = receipts.unconfirmed(connection, now)
     return {
         "status": "ready",
         "database": "ok",
@@ -36,5 +39,10 @@ def readyz():
             "pending": backlog,  # counted up to PENDING_CAP
             "pending_capped": backlog >= PENDING_CAP,
             "oldest_pending_age_seconds": round(oldest_age, 3),
+        },
+        "receipts": {
+            "unconfirmed": unconfirmed,
+            "unconfirmed_capped": unconfirmed >= receipts.UNCONFIRMED_CAP,
+            "oldest_unconfirmed_age_seconds": round(oldest_unconfirmed, 3),
         },
     }

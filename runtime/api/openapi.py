@@ -65,10 +65,15 @@ def document(max_body_bytes: int) -> dict[str, Any]:
             "properties": {
                 "id": {"type": "string", "pattern": SUBMISSION_ID_PATTERN},
                 "type": {"type": "string"},
-                "status": {"enum": ["accepted", "forwarded", "failed"]},
+                "status": {"enum": ["accepted", "forwarded", "stored", "failed"]},
                 "received_at": DT,
                 "updated_at": DT,
                 "forwarded_at": NULLABLE_DT,
+                "stored": {"type": "boolean", "description": "GCP's receipt confirmed it."},
+                "stored_at": NULLABLE_DT,
+                "object_uri": {"type": ["string", "null"]},
+                "generation": {"type": ["integer", "null"]},
+                "redeliveries": {"type": "integer", "minimum": 0},
                 "attempts": {"type": "integer", "minimum": 0},
                 "last_error": {"type": ["string", "null"]},
                 "message_id": {"type": ["string", "null"]},
@@ -98,7 +103,7 @@ def document(max_body_bytes: int) -> dict[str, Any]:
         "Health": {"type": "object", "required": ["status"]},
         "Ready": {
             "type": "object",
-            "required": ["status", "database", "outbox"],
+            "required": ["status", "database", "outbox", "receipts"],
             "properties": {
                 "status": {"const": "ready"},
                 "database": {"const": "ok"},
@@ -109,6 +114,15 @@ def document(max_body_bytes: int) -> dict[str, Any]:
                         "pending": {"type": "integer", "minimum": 0},
                         "pending_capped": {"type": "boolean"},
                         "oldest_pending_age_seconds": {"type": "number", "minimum": 0},
+                    },
+                },
+                "receipts": {
+                    "type": "object",
+                    "required": ["unconfirmed", "oldest_unconfirmed_age_seconds"],
+                    "properties": {
+                        "unconfirmed": {"type": "integer", "minimum": 0},
+                        "unconfirmed_capped": {"type": "boolean"},
+                        "oldest_unconfirmed_age_seconds": {"type": "number", "minimum": 0},
                     },
                 },
             },

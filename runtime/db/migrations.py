@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from sqlalchemy import Connection, Engine, select, text
+from sqlalchemy import Connection, Engine, inspect, select, text, update
 
 from runtime.db.schema import outbox, schema_migrations, submissions, utcnow
 
@@ -19,9 +19,39 @@ def _v1_outbox(connection: Connection) -> None:
     outbox.create(connection, checkfirst=True)
 
 
+RECEIPT_COLUMNS = ("stored_at", "object_uri", "generation", "confirm_due_at", "redeliveries")
+RECEIPT_INDEXES = ("ix_submissions_status_due", "ix_submissions_status_received")
+
+
+def _v2_receipts(connection: Connection) -> None:
+    # Column by column with a look first, for the same reason as v1: each ALTER commits by
+    # itself on MySQL. A database created by v1 after this release has them already.
+    present = {column["name"] for column in inspect(connection).get_columns("submissions")}
+    preparer = connection.dialect.identifier_preparer
+    for name in RECEIPT_COLUMNS:
+        if name in present:
+            continue
+        column = submissions.c[name]
+        ddl = f"{preparer.quote(name)} {column.type.compile(dialect=connection.dialect)}"
+        if column.server_default is not None:
+            ddl += f" NOT NULL DEFAULT {column.server_default.arg}"  # type: ignore[attr-defined]
+        connection.execute(text(f"ALTER TABLE submissions ADD COLUMN {ddl}"))
+    for index in submissions.indexes:
+        if index.name in RECEIPT_INDEXES:
+            index.create(connection, checkfirst=True)
+    # What was forwarded before receipts existed is due for confirmation now: store is
+    # idempotent, so forwarding it again either finds the object or stores what GCP lost.
+    connection.execute(
+        update(submissions)
+        .where(submissions.c.status == "forwarded", submissions.c.confirm_due_at.is_(None))
+        .values(confirm_due_at=submissions.c.forwarded_at)
+    )
+
+
 # Append only: a migration, once released, never changes.
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "submissions and outbox", _v1_outbox),
+    (2, "delivery receipts: stored_at, object_uri, generation, reconciliation", _v2_receipts),
 ]
 
 MIGRATION_LOCK = "skybridge_migrate"

@@ -2,7 +2,9 @@
 
 `submissions` is the record of everything the API accepted, `outbox` is the work still to
 deliver (one row per pending submission, deleted when GCP has it, re-created by
-`relay replay`). Times are stored as naive UTC and read back aware.
+`relay replay` and by reconciliation). A submission goes `accepted → forwarded → stored`
+(or `failed`): `stored` only once a receipt from GCP with the accepted hash says so.
+Times are stored as naive UTC and read back aware.
 """
 
 from __future__ import annotations
@@ -60,13 +62,24 @@ submissions = Table(
     Column("body", LongText, nullable=False),  # canonical JSON of the envelope
     Column("sha256", String(64), nullable=False),
     Column("idempotency_key", String(255), nullable=True, unique=True),
-    Column("status", String(16), nullable=False),  # accepted | forwarded | failed
+    Column("status", String(16), nullable=False),  # accepted | forwarded | stored | failed
     Column("attempts", Integer, nullable=False, default=0),
     Column("last_error", String(1000), nullable=True),
     Column("message_id", String(128), nullable=True),
     Column("received_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
     Column("forwarded_at", UTCDateTime, nullable=True),
+    # From the receipt (migration 2): where GCP stored it, and when.
+    Column("stored_at", UTCDateTime, nullable=True),
+    Column("object_uri", String(1300), nullable=True),
+    Column("generation", BigInteger, nullable=True),
+    # Reconciliation: when a forwarded submission without a receipt is forwarded again,
+    # and how often that happened already.
+    Column("confirm_due_at", UTCDateTime, nullable=True),
+    Column("redeliveries", Integer, nullable=False, default=0, server_default="0"),
+    # The health check's and the reconciler's queries: both are index range scans.
+    Index("ix_submissions_status_due", "status", "confirm_due_at"),
+    Index("ix_submissions_status_received", "status", "received_at"),
     mysql_engine="InnoDB",
     mysql_charset="utf8mb4",
 )

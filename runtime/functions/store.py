@@ -5,6 +5,11 @@ each submission exactly once however often Pub/Sub delivers it: a 412 means alre
 and counts as success. A message that can never be stored (undecodable, wrong schema,
 checksum mismatch) is logged as an error and acknowledged rather than retried forever;
 a transient storage error raises, so Pub/Sub redelivers and, in the end, dead-letters.
+
+Once the object exists (written now, or found already there), `store` publishes a
+`Receipt` to the receipts topic: the object's generation and the sha256 of the submission
+as read back from the object, so AWS can check that what is stored is what it accepted.
+A failed publish raises too: the redelivery finds the object and publishes again.
 """
 
 from __future__ import annotations
@@ -19,7 +24,15 @@ from typing import Any
 import functions_framework
 from pydantic import ValidationError
 
-from runtime.envelope import ForwardedSubmission, Provenance, StoredAsset, object_name
+from runtime.envelope import (
+    ForwardedSubmission,
+    Provenance,
+    Receipt,
+    StoredAsset,
+    SubmissionIn,
+    object_name,
+    sha256_hex,
+)
 from runtime.observability import configure_logging
 from runtime.settings import get_settings
 
@@ -38,6 +51,14 @@ def bucket() -> Any:
     # the rest of a write; the function runs with no proxy.
     client._http.trust_env = False
     return client.bucket(settings.bucket)
+
+
+@functools.cache
+def receipts_publisher() -> Any:
+    """The Pub/Sub publisher for receipts, imported and created on first use (cold start)."""
+    from google.cloud import pubsub_v1
+
+    return pubsub_v1.PublisherClient()
 
 
 class Undeliverable(ValueError):
@@ -79,8 +100,24 @@ def build_asset(message: dict[str, Any], now: datetime | None = None) -> StoredA
     )
 
 
-def write(asset: StoredAsset, name: str) -> bool:
-    """Create the object once. Returns False when it already existed (a redelivery)."""
+def content_sha256(raw: bytes) -> str:
+    """The sha256 AWS compares: of the submission's canonical JSON as the object holds it
+    (of the raw bytes when the object is not a stored asset at all, so it cannot match)."""
+    try:
+        stored = StoredAsset.model_validate_json(raw)
+    except ValidationError:
+        return sha256_hex(raw)
+    return _asset_sha256(stored)
+
+
+def _asset_sha256(asset: StoredAsset) -> str:
+    submission = SubmissionIn(schema_version=asset.schema_version, type=asset.type, data=asset.data)
+    return sha256_hex(submission.canonical_json())
+
+
+def write(asset: StoredAsset, name: str) -> tuple[bool, Receipt]:
+    """Create the object once; the receipt for what the bucket holds under `name` either
+    way. `created` is False when it already existed (a redelivery)."""
     from google.api_core.exceptions import PreconditionFailed
 
     blob = bucket().blob(name)
@@ -89,8 +126,40 @@ def write(asset: StoredAsset, name: str) -> bool:
             asset.model_dump_json(indent=2), content_type="application/json", if_generation_match=0
         )
     except PreconditionFailed:
-        return False
-    return True
+        existing = bucket().get_blob(name)
+        if existing is None:  # deleted since the 412: fail, so the redelivery writes it
+            raise RuntimeError(f"{name} vanished between the write and the read") from None
+        raw = existing.download_as_bytes(if_generation_match=existing.generation)
+        try:
+            stored_at = StoredAsset.model_validate_json(raw).provenance.stored_at
+        except ValidationError:
+            stored_at = existing.time_created or datetime.now(UTC)
+        return False, Receipt(
+            submission_id=asset.submission_id,
+            bucket=bucket().name,
+            object_name=name,
+            generation=int(existing.generation),
+            sha256=content_sha256(raw),
+            stored_at=stored_at,
+        )
+    return True, Receipt(
+        submission_id=asset.submission_id,
+        bucket=bucket().name,
+        object_name=name,
+        generation=int(blob.generation),
+        sha256=_asset_sha256(asset),
+        stored_at=asset.provenance.stored_at,
+    )
+
+
+def publish_receipt(receipt: Receipt, timeout: float = 30.0) -> None:
+    topic = get_settings().receipts_topic
+    if not topic:
+        return  # receipts not configured: nothing on AWS waits for them
+    future = receipts_publisher().publish(
+        topic, receipt.model_dump_json().encode(), submission_id=receipt.submission_id
+    )
+    future.result(timeout=timeout)
 
 
 @functions_framework.cloud_event
@@ -112,13 +181,16 @@ def store(cloud_event: Any) -> None:
         )
         return
     name = object_name(asset.submission_id, asset.provenance.aws_received_at)
-    created = write(asset, name)
+    created, receipt = write(asset, name)
+    publish_receipt(receipt)
     log.info(
         "submission stored" if created else "submission already stored",
         extra={
             "event": "submission.stored" if created else "submission.duplicate",
             "submission_id": asset.submission_id,
             "object": name,
+            "generation": receipt.generation,
+            "receipt_published": bool(get_settings().receipts_topic),
             "delivery_attempt": attempt,
         },
     )

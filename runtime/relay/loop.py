@@ -11,8 +11,9 @@ from typing import Any
 
 import requests
 from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
-from runtime import outbox
+from runtime import outbox, receipts
 from runtime.db import utcnow
 from runtime.observability import Metrics
 from runtime.relay.breaker import CircuitBreaker
@@ -51,6 +52,11 @@ class Relay:
         )
         self.stopping = threading.Event()
         self._last_gauges = 0.0
+        self._last_reconcile = 0.0
+        self.policy = receipts.Policy(
+            window=timedelta(seconds=settings.confirm_window_seconds),
+            max_redeliveries=settings.confirm_max_redeliveries,
+        )
 
     def run(self) -> None:
         log.info("relay started", extra={"event": "relay.started"})
@@ -60,6 +66,7 @@ class Relay:
                 self.stopping.wait(pause)
                 continue
             delivered = self.run_once()
+            self._reconcile()
             self._report_gauges()
             if delivered == 0:
                 self.stopping.wait(self.settings.relay_poll_interval)
@@ -105,7 +112,18 @@ class Relay:
                 failed[sid] = f"gave up after {attempts} attempts: {reason}"
             else:
                 retry[sid] = outbox.Retry(reason, self.backoff(attempts))
-        outbox.settle(self.engine, batch, forwarded=outcome.forwarded, failed=failed, retry=retry)
+        now = utcnow()
+        confirm_by = {
+            sid: self.policy.confirm_by(now, by_id[sid].redeliveries) for sid in outcome.forwarded
+        }
+        outbox.settle(
+            self.engine,
+            batch,
+            forwarded=outcome.forwarded,
+            failed=failed,
+            retry=retry,
+            confirm_by=confirm_by,
+        )
         for sid, reason in failed.items():
             log.error(reason, extra={"event": "submission.failed", "submission_id": sid})
 
@@ -116,14 +134,43 @@ class Relay:
         )
         return timedelta(seconds=random.uniform(0, ceiling))  # noqa: S311 — jitter, not crypto
 
+    def _reconcile(self) -> None:
+        """Forward again what stayed without a receipt past its window (when enabled)."""
+        if not self.settings.reconcile:
+            return
+        if time.monotonic() - self._last_reconcile < self.settings.reconcile_interval_seconds:
+            return
+        self._last_reconcile = time.monotonic()
+        try:
+            result = receipts.reconcile(
+                self.engine, utcnow(), self.policy, self.settings.relay_batch_size
+            )
+        except SQLAlchemyError as error:  # e.g. two relays raced on SQLite: next round
+            log.warning("reconciliation round failed: %s", error, extra={"event": "relay.error"})
+            return
+        if result.redelivered or result.failed:
+            self.metrics.emit(
+                {
+                    "Redelivered": (len(result.redelivered), "Count"),
+                    "UnconfirmedFailed": (len(result.failed), "Count"),
+                }
+            )
+
     def _report_gauges(self, every: float = 10.0) -> None:
         if time.monotonic() - self._last_gauges < every:
             return
         self._last_gauges = time.monotonic()
+        now = utcnow()
         with self.engine.begin() as connection:
-            backlog, oldest = outbox.stats(connection, utcnow())
+            backlog, oldest = outbox.stats(connection, now)
+            pending, oldest_pending = receipts.unconfirmed(connection, now)
         self.metrics.emit(
-            {"OutboxBacklog": (backlog, "Count"), "OutboxOldestAgeSeconds": (oldest, "Seconds")}
+            {
+                "OutboxBacklog": (backlog, "Count"),
+                "OutboxOldestAgeSeconds": (oldest, "Seconds"),
+                "Unconfirmed": (pending, "Count"),
+                "UnconfirmedOldestAgeSeconds": (oldest_pending, "Seconds"),
+            }
         )
 
 

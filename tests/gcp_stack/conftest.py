@@ -33,6 +33,7 @@ def engine_on(
         endpoint=url,
         deadline=options.get("deadline", 1.0),
         operation_deadline=options.get("operation_deadline", 5.0),
+        propagation_deadline=options.get("propagation_deadline", 20.0),
         poll_initial=0.01,
     )
     ctx = Context(

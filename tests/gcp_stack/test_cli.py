@@ -38,7 +38,7 @@ def test_credential_configuration_is_aws_external_account(cli, deployed, tmp_pat
     assert config["type"] == "external_account"
     assert config["audience"] == (
         f"//iam.googleapis.com/projects/{PROJECT_NUMBER}/locations/global/"
-        "workloadIdentityPools/skybridge-dev-aws/providers/aws"
+        "workloadIdentityPools/skybridge-dev-aws/providers/aws-relay"
     )
     assert config["token_url"] == "https://sts.googleapis.com/v1/token"
     assert config["subject_token_type"] == "urn:ietf:params:aws:token-type:aws4_request"

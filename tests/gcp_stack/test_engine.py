@@ -46,7 +46,7 @@ def test_deploy_after_destroy_undeletes_the_soft_deleted_identity_pool(make_engi
     assert deployed.store[pool]["state"] == "DELETED"
     deploy(make_engine())
     assert deployed.store[pool]["state"] == "ACTIVE"
-    assert deployed.store[f"{pool}/providers/aws"]["state"] == "ACTIVE"
+    assert deployed.store[f"{pool}/providers/aws-relay"]["state"] == "ACTIVE"
     assert make_engine().plan().pending == []
 
 

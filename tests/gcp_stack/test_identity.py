@@ -32,7 +32,7 @@ def test_relay_account_is_usable_by_the_relay_role_principal_set_only(deployed):
 
 
 def test_provider_admits_only_the_relay_role_of_the_configured_account(deployed):
-    provider = deployed.store[f"iam:{POOL}/providers/aws"]
+    provider = deployed.store[f"iam:{POOL}/providers/aws-relay"]
     assert provider["aws"] == {"accountId": "111111111111"}
     assert provider["attributeMapping"]["google.subject"] == "assertion.arn"
     assert "assumed-role/" in provider["attributeMapping"]["attribute.aws_role"]

@@ -6,6 +6,7 @@ import pytest
 
 import environments
 from gcp_stack import stack
+from gcp_stack.names import Names
 from gcp_stack.resources import STACK_LABEL, Context, Resource
 from runtime.settings import Settings
 
@@ -24,7 +25,12 @@ def ctx(artifact) -> Context:
 def test_ingest_is_http_and_publishes_to_the_submissions_topic(dev, ctx):
     body = dev["function/skybridge-dev-ingest"].body(ctx)
     assert "eventTrigger" not in body
-    assert body["buildConfig"] == {"runtime": "python312", "entryPoint": "ingest"}
+    assert body["buildConfig"] == {
+        "runtime": "python312",
+        "entryPoint": "ingest",
+        "serviceAccount": "projects/skybridge-dev-000000/serviceAccounts/"
+        "skybridge-dev-build@skybridge-dev-000000.iam.gserviceaccount.com",
+    }
     environment = body["serviceConfig"]["environmentVariables"]
     assert environment["SKYBRIDGE_TOPIC"] == (
         "projects/skybridge-dev-000000/topics/skybridge-dev-submissions"
@@ -82,3 +88,48 @@ def test_alerts_cover_errors_backlog_and_dead_letters(dev):
         "alert_policy/skybridge-dev: delivery backlog",
         "alert_policy/skybridge-dev: dead letters",
     }
+
+
+def test_builds_run_as_their_own_account_with_exactly_the_roles_a_build_needs(dev):
+    build = "serviceAccount:skybridge-dev-build@skybridge-dev-000000.iam.gserviceaccount.com"
+    roles = {r.role for r in dev.values() if r.kind == "iam_member" and r.member == build}
+    assert roles == {"roles/logging.logWriter", "roles/artifactregistry.writer",
+                     "roles/storage.objectViewer"}  # fmt: skip
+    targets = {r.target for r in dev.values() if r.kind == "iam_member" and r.member == build}
+    assert targets == {"project"}
+
+
+def test_pubsub_agent_may_mint_tokens_for_the_push_account(dev):
+    (grant,) = [r for r in dev.values() if r.kind == "iam_member"
+                and r.role == "roles/iam.serviceAccountTokenCreator"]  # fmt: skip
+    assert grant.member == stack.PUBSUB_AGENT
+    assert (
+        grant.target
+        == "service_account:skybridge-dev-store@skybridge-dev-000000.iam.gserviceaccount.com"
+    )
+
+
+def test_backlog_alert_watches_only_the_trigger_subscription(dev, ctx):
+    alert = dev["alert_policy/skybridge-dev: delivery backlog"]
+    filter_ = alert.spec["conditions"][0]["conditionThreshold"]["filter"]
+    assert "{output:trigger_dead_letter_policy/skybridge-dev-store:subscription}" in filter_
+    assert "dead-letter" not in filter_
+    assert "trigger_dead_letter_policy/skybridge-dev-store" in alert.depends_on
+
+
+def test_latency_percentile_aligns_a_distribution_to_deltas(dev, ctx):
+    tiles = dev["dashboard/skybridge-dev"].body(ctx)["mosaicLayout"]["tiles"]
+    (latency,) = [t["widget"] for t in tiles if t["widget"]["title"] == "Function latency (p99)"]
+    query = latency["xyChart"]["dataSets"][0]["timeSeriesQuery"]["timeSeriesFilter"]
+    assert query["aggregation"]["perSeriesAligner"] == "ALIGN_DELTA"
+    assert query["aggregation"]["crossSeriesReducer"] == "REDUCE_PERCENTILE_99"
+
+
+@pytest.mark.parametrize(("env", "project"), [("a" * 16, "p" + "x" * 28 + "1"), ("dev", "abcdef")])
+def test_derived_ids_fit_googles_limits(env, project):
+    names = Names(f"skybridge-{env}", project)
+    assert len(names.bucket) <= 63 and names.bucket[-1].isalnum()
+    for role in ("ingest", "store", "relay", "build"):
+        assert 6 <= len(names.account(role)) <= 30 and names.account(role)[-1].isalnum()
+    assert 4 <= len(names.pool) <= 32 and 4 <= len(names.provider) <= 32
+    assert len({names.account(role) for role in ("ingest", "store", "relay", "build")}) == 4

@@ -66,6 +66,31 @@ def wait_stored(stack: LocalStack, accepted: list[dict], timeout: float = 60) ->
     pytest.fail(f"{len(missing)} of {len(wanted)} submissions never reached storage")
 
 
+def statuses(stack: LocalStack, accepted: list[dict]) -> dict[str, dict]:
+    """What the AWS side itself says about each submission."""
+    session = requests.Session()
+    session.trust_env = False
+    api = stack.url("api")
+    return {
+        item["id"]: session.get(f"{api}/v1/submissions/{item['id']}", timeout=10).json()
+        for item in accepted
+    }
+
+
+def wait_confirmed(stack: LocalStack, accepted: list[dict], timeout: float = 60) -> dict:
+    """Every submission's status once the AWS side says `stored` for each (or fail)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        shown = statuses(stack, accepted)
+        if all(body["status"] == "stored" for body in shown.values()):
+            return shown
+        if time.monotonic() > deadline:
+            left = sorted({body["status"] for body in shown.values()} - {"stored"})
+            pending = sum(body["status"] != "stored" for body in shown.values())
+            pytest.fail(f"{pending} of {len(accepted)} never confirmed stored (still {left})")
+        time.sleep(0.25)
+
+
 def assert_stored_exactly_once(objects: dict[str, dict], accepted: list[dict]) -> None:
     for item in accepted:
         asset = objects[item["object_name"]]
@@ -84,12 +109,7 @@ def test_ingest_down_then_back_loses_nothing(stack):
     stack.start_component("ingest")
     objects = wait_stored(stack, accepted)
     assert_stored_exactly_once(objects, accepted)
-    session = requests.Session()
-    statuses = {
-        session.get(f"{stack.url('api')}/v1/submissions/{item['id']}").json()["status"]
-        for item in accepted
-    }
-    assert statuses == {"forwarded"}
+    assert {body["status"] for body in wait_confirmed(stack, accepted).values()} == {"stored"}
 
 
 def test_relay_killed_mid_batch_loses_nothing_and_stores_once(stack):

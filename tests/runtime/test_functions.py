@@ -13,7 +13,7 @@ import functions_framework
 import pytest
 from google.cloud import pubsub_v1
 
-from runtime.envelope import SubmissionIn, canonical_json, object_name, sha256_hex
+from runtime.envelope import Receipt, SubmissionIn, canonical_json, object_name, sha256_hex
 from runtime.ids import new_id
 from runtime.settings import get_settings
 from smoke.storage import emulator_client as storage_client
@@ -221,3 +221,60 @@ def test_storage_error_fails_the_delivery_so_pubsub_retries(store, monkeypatch):
         target="store", source=str(FUNCTIONS / "store.py"), signature_type="cloudevent"
     )
     assert deliver(app.test_client(), canonical_json(item())).status_code == 500
+
+
+# -- receipts ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def receipts(pubsub_host, monkeypatch, bucket):
+    """A receipts topic with a pull subscription, and `store` configured to publish there."""
+    monkeypatch.setenv("PUBSUB_EMULATOR_HOST", pubsub_host)
+    publisher = pubsub_v1.PublisherClient()
+    subscriber = pubsub_v1.SubscriberClient()
+    name = f"r-{uuid.uuid4().hex[:8]}"
+    topic = publisher.create_topic(name=f"projects/{PROJECT}/topics/{name}").name
+    subscription = subscriber.create_subscription(
+        name=f"projects/{PROJECT}/subscriptions/{name}", topic=topic
+    ).name
+    monkeypatch.setenv("SKYBRIDGE_RECEIPTS_TOPIC", topic)
+    get_settings.cache_clear()
+    app = functions_framework.create_app(
+        target="store", source=str(FUNCTIONS / "store.py"), signature_type="cloudevent"
+    )
+    yield app.test_client(), subscriber, subscription
+    subscriber.delete_subscription(subscription=subscription)
+    publisher.delete_topic(topic=topic)
+    get_settings.cache_clear()
+
+
+def test_store_publishes_a_receipt_for_what_the_bucket_holds(receipts, bucket):
+    store_client, subscriber, subscription = receipts
+    sent = item({"caption": "héllo"})
+    assert deliver(store_client, canonical_json(sent), message_id="1").status_code == 200
+    assert deliver(store_client, canonical_json(sent), message_id="2").status_code == 200
+    messages = pull(subscriber, subscription, 2)
+    found = [Receipt.model_validate_json(m.message.data) for m in messages]
+    name = object_name(sent["submission_id"], datetime.fromisoformat(sent["received_at"]))
+    blob = bucket.get_blob(name)
+    assert len(found) == 2  # one per delivery: the redelivery confirms again
+    for receipt in found:
+        assert receipt.submission_id == sent["submission_id"]
+        assert receipt.object_uri == f"gs://{bucket.name}/{name}"
+        assert receipt.generation == blob.generation
+        assert receipt.sha256 == sent["sha256"]
+    assert found[0].stored_at == found[1].stored_at
+    assert {m.message.attributes["submission_id"] for m in messages} == {sent["submission_id"]}
+
+
+def test_a_receipt_carries_the_hash_of_what_is_really_stored(receipts, bucket):
+    """Someone wrote other content under the id first: the receipt says so (AWS rejects it)."""
+    store_client, subscriber, subscription = receipts
+    sent = item()
+    name = object_name(sent["submission_id"], datetime.fromisoformat(sent["received_at"]))
+    bucket.blob(name).upload_from_string(b'{"not": "an asset"}')
+    assert deliver(store_client, canonical_json(sent)).status_code == 200
+    (message,) = pull(subscriber, subscription, 1)
+    receipt = Receipt.model_validate_json(message.message.data)
+    assert receipt.sha256 != sent["sha256"]
+    assert receipt.generation == bucket.get_blob(name).generation

@@ -6,13 +6,24 @@ from local_stack.control_plane.apis.base import Answer, ApiRules, Request
 from local_stack.control_plane.apis.cloudfunctions import CloudFunctions
 from local_stack.control_plane.apis.iam import Iam
 from local_stack.control_plane.apis.logging import Logging
+from local_stack.control_plane.apis.monitoring import Monitoring
+from local_stack.control_plane.apis.pubsub import PubSub
 from local_stack.control_plane.apis.resourcemanager import ResourceManager
 from local_stack.control_plane.apis.serviceusage import ServiceUsage
 from local_stack.control_plane.apis.storage import Storage
 
 RULES: dict[str, ApiRules] = {
     rules.api: rules
-    for rules in (CloudFunctions(), Iam(), Logging(), ResourceManager(), ServiceUsage(), Storage())
+    for rules in (
+        CloudFunctions(),
+        Iam(),
+        Logging(),
+        Monitoring(),
+        PubSub(),
+        ResourceManager(),
+        ServiceUsage(),
+        Storage(),
+    )
 }
 GENERIC = ApiRules()
 

@@ -1,11 +1,19 @@
-"""Cloud Storage JSON API: buckets are named by their `name` field, deletes answer 204, and
-a bucket that still holds objects cannot be deleted.
+"""Cloud Storage JSON API: buckets are named by their `name` field and belong to the project
+they were inserted in (`buckets.list` lists one project's), deletes answer 204, and a bucket
+that still holds objects cannot be deleted. Its JSON is not proto3: values are explicit.
 
 https://cloud.google.com/storage/docs/json_api/v1/buckets/delete
+https://cloud.google.com/storage/docs/json_api/v1/buckets/list ("project: A valid API
+project identifier", required)
+
+`Fidelity.id_rules`: bucket names are 3-63 characters of lowercase letters, digits, dashes,
+underscores and dots, start and end with a letter or digit, and neither start with "goog"
+nor contain "google". https://cloud.google.com/storage/docs/buckets#naming
 """
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, ClassVar
 
 from local_stack.control_plane.apis.base import Answer, ApiRules, Request
@@ -14,13 +22,29 @@ from local_stack.control_plane.errors import GoogleError
 if TYPE_CHECKING:
     from local_stack.control_plane.server import ControlPlane
 
+BUCKET = re.compile(r"^[a-z0-9][a-z0-9._-]{1,61}[a-z0-9]$")
+
 
 class Storage(ApiRules):
     api: ClassVar[str] = "storage"
     delete_status: ClassVar[int] = 204
+    proto3: ClassVar[bool] = False
+
+    def check(self, plane: ControlPlane, request: Request) -> None:
+        if plane.fidelity.id_rules and request.method.id == "storage.buckets.insert":
+            name = request.body.get("name", "")
+            if not BUCKET.match(name) or name.startswith("goog") or "google" in name:
+                raise GoogleError(400, f"Invalid bucket name: '{name}'", "INVALID_ARGUMENT")
 
     def name_created(self, plane: ControlPlane, request: Request) -> tuple[str, str] | None:
-        return f"b/{request.body['name']}", request.body["name"]
+        name = f"b/{request.body['name']}"
+        plane.projects[plane.key(self.api, name)] = request.query.get("project", "")
+        return name, request.body["name"]
+
+    def listed(self, plane: ControlPlane, request: Request, key: str) -> bool:
+        if request.method.id != "storage.buckets.list":
+            return True
+        return plane.projects.get(key) == request.query.get("project")
 
     def delete(self, plane: ControlPlane, request: Request, key: str) -> Answer | None:
         if "/o/" not in key and any(other.startswith(key + "/o/") for other in plane.store):

@@ -7,6 +7,7 @@ values the entry points hand them.
 
 from __future__ import annotations
 
+import difflib
 import re
 import tomllib
 from pathlib import Path
@@ -62,12 +63,37 @@ class AwsSettings(_Section):
         return value
 
 
+# Where Cloud Functions (2nd gen) runs: https://cloud.google.com/functions/docs/locations
+GCP_REGIONS = frozenset({
+    "africa-south1", "asia-east1", "asia-east2", "asia-northeast1", "asia-northeast2",
+    "asia-northeast3", "asia-south1", "asia-south2", "asia-southeast1", "asia-southeast2",
+    "australia-southeast1", "australia-southeast2", "europe-central2", "europe-north1",
+    "europe-north2", "europe-southwest1", "europe-west1", "europe-west2", "europe-west3",
+    "europe-west4", "europe-west6", "europe-west8", "europe-west9", "europe-west10",
+    "europe-west12", "me-central1", "me-central2", "me-west1", "northamerica-northeast1",
+    "northamerica-northeast2", "northamerica-south1", "southamerica-east1",
+    "southamerica-west1", "us-central1", "us-east1", "us-east4", "us-east5", "us-south1",
+    "us-west1", "us-west2", "us-west3", "us-west4",
+})  # fmt: skip
+
+
 class GcpSettings(_Section):
     project: Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")]
-    region: Annotated[str, Field(pattern=r"^[a-z]+-[a-z]+\d$")]
+    region: Annotated[str, Field(pattern=r"^[a-z]+-[a-z]+\d+$")]
     function_runtime: Literal["python312", "python313"] = "python312"
     max_delivery_attempts: Annotated[int, Field(ge=5, le=100)] = 5
     object_retention_days: Annotated[int, Field(ge=1)] = 365
+
+    @field_validator("region")
+    @classmethod
+    def _known_region(cls, value: str) -> str:
+        if value not in GCP_REGIONS:
+            closest = difflib.get_close_matches(value, sorted(GCP_REGIONS), n=1, cutoff=0)
+            raise ValueError(
+                f"{value!r} is not a Cloud Functions region (did you mean {closest[0]!r}? "
+                "see https://cloud.google.com/functions/docs/locations)"
+            )
+        return value
 
 
 class AlertSettings(_Section):

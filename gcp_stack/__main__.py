@@ -1,4 +1,8 @@
-"""`python -m gcp_stack {synth,plan,deploy,destroy,outputs} --env <name>`."""
+"""`python -m gcp_stack {synth,plan,deploy,destroy,outputs} --env <name>`.
+
+Exit codes as Terraform's: 0 done, 1 an error (one sentence saying what is wrong and how to
+fix it), 2 only from `plan --detailed-exitcode` when there are changes; 130 interrupted.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +11,12 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
+from urllib.parse import urlsplit
 
+from pydantic import ValidationError
 from rich.console import Console
+from rich.text import Text
 
 import environments
 from deployment.packaging import ROOT, build_artifact
@@ -21,47 +28,94 @@ from gcp_stack.errors import GcpStackError
 from gcp_stack.names import Names
 from gcp_stack.resources import Bucket, Context
 
-SYMBOLS = {"create": "[green]+", "update": "[yellow]~", "replace": "[red]-/+", "delete": "[red]-"}
+SYMBOLS = {
+    "create": ("+", "green"),
+    "update": ("~", "yellow"),
+    "replace": ("-/+", "red"),
+    "delete": ("-", "red"),
+    "conflict": ("!", "red"),
+}
+COMMANDS = {
+    "synth": "print the desired state as JSON (no cloud needed)",
+    "plan": "show what deploy would change",
+    "deploy": "apply the plan, then write gcp-outputs/<env>.json",
+    "destroy": "delete everything the stack owns (APIs stay enabled)",
+    "outputs": "print what deploy hands the AWS side",
+    "import": "adopt an existing resource the plan shows as a conflict (adds the stack label)",
+}
+
+
+class UsageError(Exception):
+    """A command line that cannot work; the message says why and how to fix it."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see `{self.prog} --help`)")
+
+
+def _url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not an http(s) URL with a host, such as https://api.example.com"
+        )
+    return value
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m gcp_stack", description=__doc__)
-    parser.add_argument("command", choices=["synth", "plan", "deploy", "destroy", "outputs"])
-    parser.add_argument("--env", default="dev", help="environments/<env>.toml (default dev)")
-    parser.add_argument("--project", help="override gcp.project")
-    parser.add_argument("--region", help="override gcp.region")
-    parser.add_argument("--auto-approve", action="store_true", help="apply without asking")
-    parser.add_argument("--json", action="store_true", help="print the plan as JSON")
-    parser.add_argument(
-        "--detailed-exitcode", action="store_true", help="plan: exit 2 when there are changes"
-    )
-    parser.add_argument("--force", action="store_true", help="destroy: empty the bucket first")
-    parser.add_argument(
+    common = _Parser(add_help=False)
+    common.add_argument("--env", default="dev", help="environments/<env>.toml (default dev)")
+    common.add_argument("--project", help="override gcp.project")
+    common.add_argument("--region", help="override gcp.region")
+    common.add_argument(
         "--parallelism", type=int, default=8, help="reads and changes in flight at once"
     )
-    parser.add_argument(
+    common.add_argument(
         "--api-endpoint",
+        type=_url,
         default=os.environ.get("GCP_STACK_API_ENDPOINT"),
         help="send every API call to this server, e.g. the fake control plane "
         "(env GCP_STACK_API_ENDPOINT)",
     )
-    parser.add_argument(
+    common.add_argument(
         "--api-url",
+        type=_url,
         help="the AWS API's URL, for the uptime check (default: ApiUrl in --aws-outputs; "
         "no uptime check when unknown)",
     )
-    parser.add_argument(
+    common.add_argument(
         "--aws-outputs", type=Path, help="cdk deploy's outputs file (cdk-outputs/<env>.json)"
     )
-    parser.add_argument(
+    common.add_argument(
         "--outputs-dir",
         type=Path,
         default=handover.ROOT / "gcp-outputs",
         help="where deploy writes <env>.json",
     )
-    parser.add_argument(
+    common.add_argument(
         "--poll-interval", type=float, default=1.0, help="first wait between operation polls (s)"
     )
+    parser = _Parser(prog="python -m gcp_stack", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, summary in COMMANDS.items():
+        command = commands.add_parser(
+            name, parents=[common], help=summary, description=summary,
+            prog=f"python -m gcp_stack {name}",
+        )  # fmt: skip
+        command.set_defaults(json=False, detailed_exitcode=False, auto_approve=False, force=False)
+        if name in ("plan", "deploy", "destroy"):
+            command.add_argument("--json", action="store_true", help="print the plan as JSON")
+        if name == "plan":
+            command.add_argument(
+                "--detailed-exitcode", action="store_true", help="exit 2 when there are changes"
+            )
+        if name in ("deploy", "destroy"):
+            command.add_argument("--auto-approve", action="store_true", help="apply, no asking")
+        if name == "destroy":
+            command.add_argument("--force", action="store_true", help="empty the bucket first")
+        if name == "import":
+            command.add_argument("key", help="the resource's key, as the plan names it")
     return parser.parse_args(argv)
 
 
@@ -69,7 +123,12 @@ def load_environment(args: argparse.Namespace) -> environments.Environment:
     environment = environments.load(args.env)
     overrides = {k: v for k, v in {"project": args.project, "region": args.region}.items() if v}
     if overrides:
-        gcp = environment.gcp.model_copy(update=overrides)
+        try:  # validated like the file's own values
+            gcp = environments.GcpSettings.model_validate(environment.gcp.model_dump() | overrides)
+        except ValidationError as error:
+            item = error.errors()[0]
+            field = str(item["loc"][0])
+            raise UsageError(f"--{field} {overrides[field]!r}: {item['msg']}") from None
         environment = environment.model_copy(update={"gcp": gcp})
     return environment
 
@@ -81,17 +140,28 @@ def aws_api_url(args: argparse.Namespace) -> str:
     return (found.api_url if found else None) or ""
 
 
+def _shown(value: Any) -> str:
+    """A value whole: on one line when short, else indented JSON on as many as it needs."""
+    text = json.dumps(value)
+    return text if len(text) <= 80 else json.dumps(value, indent=2).replace("\n", "\n        ")
+
+
 def print_plan(console: Console, plan: Plan) -> None:
+    # Text, not markup: keys and values are the user's and Google's ([a-z] stays as it is).
     for change in plan.pending:
-        console.print(f"{SYMBOLS[change.action]} {change.key}[/]", highlight=False)
+        symbol, colour = SYMBOLS[change.action]
+        console.print(Text(f"{symbol} {change.key}", style=colour))
         if change.reason:
-            console.print(f"      ({change.reason})", highlight=False, markup=False)
+            console.print(Text(f"      ({change.reason})"))
         if change.action in ("update", "replace"):
             for field in change.fields:
-                before = json.dumps(field.before)[:80]
-                after = json.dumps(field.after)[:80]
-                console.print(f"      {field.path}: {before} → {after}", highlight=False)
-    console.print(f"Plan: {plan.summary()}.")
+                text = f"      {field.path}: {_shown(field.before)} → {_shown(field.after)}"
+                console.print(Text(text))
+    console.print(Text(f"Plan: {plan.summary()}."))
+
+
+def error_line(console: Console, message: str) -> None:
+    console.print(Text.assemble(("error: ", "red"), message))
 
 
 def credential_config(ctx: Context, names: Names, aws_region: str) -> dict[str, Any]:
@@ -133,6 +203,22 @@ def outputs(engine: Engine, environment: environments.Environment) -> handover.G
     )
 
 
+def adopt(engine: Engine, key: str, console: Console) -> int:
+    """`import KEY`: put the stack label on an existing resource the stack declares."""
+    resource = engine.resources.get(key)
+    if resource is None:
+        raise UsageError(f"{key!r} is not a resource of this stack: `plan` lists their keys")
+    live = engine.ctx.live.get(key)
+    if live is None:
+        raise UsageError(f"{key} does not exist in project {engine.ctx.project}: nothing to import")
+    if resource.owned_by(live, engine.ctx):
+        console.print(Text(f"{key} is already this stack's"))
+        return 0
+    resource.update(engine.ctx, [resource.label_field])
+    console.print(Text(f"imported {key}: the next plan shows what differs from the stack"))
+    return 0
+
+
 def project_number(api: Api, project: str) -> str:
     projects = api.client("cloudresourcemanager", "v1").projects()
     found = api.call(f"project/{project}", "read", lambda: projects.get(projectId=project))
@@ -140,85 +226,103 @@ def project_number(api: Api, project: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse(argv)
+    try:
+        args = parse(argv)
+    except UsageError as error:
+        error_line(Console(stderr=True, soft_wrap=True), str(error))
+        return 1
     console = Console(stderr=args.json, soft_wrap=True)
     try:
-        environment = load_environment(args)
-        artifact = build_artifact(ROOT / "build" / "artifacts")
-        resources = stack.build(environment, api_url=aws_api_url(args))
-        if args.command == "synth":
-            ctx = Context(api=None, project=environment.gcp.project,  # type: ignore[arg-type]
-                          region=environment.gcp.region, artifact=artifact,
-                          project_number="{project_number}")  # fmt: skip
-            desired = [
-                {
-                    "key": r.key,
-                    "kind": r.kind,
-                    "depends_on": list(r.depends_on),
-                    "body": r.body(ctx),
-                }
-                for r in resources
-            ]
-            print(json.dumps({"environment": environment.name, "resources": desired}, indent=2))
-            return 0
-        api = Api(endpoint=args.api_endpoint, poll_initial=args.poll_interval)
-        ctx = Context(
-            api=api,
-            project=environment.gcp.project,
-            region=environment.gcp.region,
-            artifact=artifact,
-            stack=environment.prefix,
+        return run(args, console)
+    except KeyboardInterrupt:
+        error_line(
+            console,
+            "interrupted: changes already sent may still complete; run "
+            f"`python -m gcp_stack {args.command}` again to finish",
         )
-        ctx.project_number = project_number(api, ctx.project)
-        for resource in resources:
-            if isinstance(resource, Bucket):
-                resource.force_destroy = args.force
-        engine = Engine(resources, ctx, parallelism=args.parallelism)
-        plan = engine.plan(destroy=args.command == "destroy")
-        if args.command == "outputs":
-            print(outputs(engine, environment).model_dump_json(indent=2))
-            return 0
-        if args.json:
-            print(plan.to_json())
-        else:
-            print_plan(console, plan)
-        if args.command == "plan":
-            return 2 if args.detailed_exitcode and plan.pending else 0
-        if plan.pending:
-            if not args.auto_approve:
-                if not sys.stdin.isatty():
-                    console.print("[red]refusing to apply without a terminal: pass --auto-approve")
-                    return 1
-                if console.input(f"Apply {plan.summary()}? [y/N] ").strip().lower() != "y":
-                    console.print("nothing changed")
-                    return 1
-            with console.status("applying…") as status:
-
-                def progress(key: str, state: str) -> None:
-                    status.update(f"{state}: {key}")
-                    if state in ("done", "failed"):
-                        console.print(f"  {state:>6} {key}", highlight=False)
-
-                try:
-                    engine.apply(plan, progress)
-                except KeyboardInterrupt:
-                    console.print(
-                        "[red]interrupted:[/] changes already sent may still complete; "
-                        f"run `python -m gcp_stack {args.command}` again to finish"
-                    )
-                    return 130
-        if args.command == "deploy":
-            engine.read_all()
-            path = handover.gcp_path(environment.name, args.outputs_dir)
-            handover.write_gcp(outputs(engine, environment), path)
-            console.print(f"outputs written to {path}")
-        return 0
-    except environments.EnvironmentFileError as error:
-        console.print(f"[red]error:[/] {error}", highlight=False)
-        return 2
-    except GcpStackError as error:
-        console.print(f"[red]error:[/] {error}", highlight=False)
+        return 130
+    except (UsageError, environments.EnvironmentFileError, GcpStackError) as error:
+        error_line(console, str(error))
         return 1
+
+
+def run(args: argparse.Namespace, console: Console) -> int:
+    environment = load_environment(args)
+    artifact = build_artifact(ROOT / "build" / "artifacts")
+    resources = stack.build(environment, api_url=aws_api_url(args))
+    if args.command == "synth":
+        ctx = Context(api=None, project=environment.gcp.project,  # type: ignore[arg-type]
+                      region=environment.gcp.region, artifact=artifact,
+                      project_number="{project_number}")  # fmt: skip
+        desired = [
+            {
+                "key": r.key,
+                "kind": r.kind,
+                "depends_on": list(r.depends_on),
+                "body": r.body(ctx),
+            }
+            for r in resources
+        ]
+        print(json.dumps({"environment": environment.name, "resources": desired}, indent=2))
+        return 0
+    api = Api(endpoint=args.api_endpoint, poll_initial=args.poll_interval)
+    ctx = Context(
+        api=api,
+        project=environment.gcp.project,
+        region=environment.gcp.region,
+        artifact=artifact,
+        stack=environment.prefix,
+    )
+    ctx.project_number = project_number(api, ctx.project)
+    for resource in resources:
+        if isinstance(resource, Bucket):
+            resource.force_destroy = args.force
+    engine = Engine(resources, ctx, parallelism=args.parallelism)
+    plan = engine.plan(destroy=args.command == "destroy")
+    if args.command == "import":
+        return adopt(engine, args.key, console)
+    if args.command == "outputs":
+        values = outputs(engine, environment)
+        if not values.ingest_url:
+            raise UsageError(
+                f"nothing of {environment.prefix} is deployed in project {ctx.project}: "
+                f"run `python -m gcp_stack deploy --env {environment.name}` first"
+            )
+        print(values.model_dump_json(indent=2))
+        return 0
+    if args.json:
+        print(plan.to_json())
+    else:
+        print_plan(console, plan)
+    if plan.conflicts:
+        raise UsageError(
+            f"{len(plan.conflicts)} resource(s) exist but are not this stack's (marked ! "
+            "above): import them with `python -m gcp_stack import KEY`, or remove them"
+        )
+    if args.command == "plan":
+        return 2 if args.detailed_exitcode and plan.pending else 0
+    if plan.pending:
+        if not args.auto_approve:
+            if not sys.stdin.isatty():
+                raise UsageError("refusing to apply without a terminal to ask: pass --auto-approve")
+            answer = console.input(Text(f"Apply {plan.summary()}? [y/N] "))
+            if answer.strip().lower() not in ("y", "yes"):
+                console.print(Text("Apply cancelled: nothing changed."))
+                return 1
+        with console.status("applying…") as status:
+
+            def progress(key: str, state: str) -> None:
+                status.update(f"{state}: {key}")
+                if state in ("done", "failed"):
+                    console.print(Text(f"  {state:>6} {key}"))
+
+            engine.apply(plan, progress)
+    if args.command == "deploy":
+        engine.read_all()
+        path = handover.gcp_path(environment.name, args.outputs_dir)
+        handover.write_gcp(outputs(engine, environment), path)
+        console.print(Text(f"outputs written to {path}"))
+    return 0
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ credentials are looked up.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import random
@@ -19,6 +20,7 @@ import threading
 import time
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 import httplib2
 from googleapiclient import discovery
@@ -151,10 +153,17 @@ class Api:
         first_seen: dict[str, float] = {}
         delay = 0.2
         while True:
+            built = request()
             try:
-                return request().execute(http=self._http(), num_retries=0)
+                return built.execute(http=self._http(), num_retries=0)
             except (HttpError, OSError, httplib2.HttpLib2Error) as error:
                 failure, kind = retries.classify(error, self)
+            if failure.status == 0:  # say where: the endpoint may be the mistake
+                url = urlsplit(getattr(built, "uri", "") or "")
+                where = f"{url.scheme}://{url.netloc}" if url.netloc else "the API"
+                failure = dataclasses.replace(
+                    failure, message=f"{failure.message} (calling {where})"
+                )
             waited = (
                 0.0
                 if kind is None

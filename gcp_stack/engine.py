@@ -15,9 +15,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from gcp_stack.errors import ApiCallFailed, ApplyFailed, GcpStackError
-from gcp_stack.resources import KINDS, Context, Resource
+from gcp_stack.resources import KINDS, STACK_LABEL, Context, Resource
 
-Action = Literal["create", "update", "replace", "delete", "no-op"]
+Action = Literal["create", "update", "replace", "delete", "no-op", "conflict"]
 
 
 @dataclass
@@ -49,11 +49,15 @@ class Plan:
     def pending(self) -> list[Change]:
         return [change for change in self.changes if change.action != "no-op"]
 
+    @property
+    def conflicts(self) -> list[Change]:
+        return [change for change in self.changes if change.action == "conflict"]
+
     def to_json(self) -> str:
         return json.dumps({"changes": [asdict(change) for change in self.changes]}, indent=2)
 
     def summary(self) -> str:
-        counts = {action: 0 for action in ("create", "update", "replace", "delete")}
+        counts = {action: 0 for action in ("create", "update", "replace", "delete", "conflict")}
         for change in self.pending:
             counts[change.action] += 1
         return ", ".join(f"{n} to {a}" for a, n in counts.items() if n) or "no changes"
@@ -186,6 +190,7 @@ class Engine:
         for key, state in live.items():
             if state:
                 self.outputs[key] = self.resources[key].outputs(state)
+                self.ctx.live[key] = state
         return [r for r in found if r.key not in self.resources], live
 
     def plan(self, destroy: bool = False) -> Plan:
@@ -196,11 +201,22 @@ class Engine:
         for key in declared:
             resource = self.resources[key]
             deps = list(resource.depends_on)
-            if destroy:
-                action: Action = "delete" if live[key] and resource.deletable else "no-op"
-                changes.append(Change(key, resource.kind, action, depends_on=deps))
-                continue
             current = live[key]
+            theirs = current is not None and not resource.owned_by(current, self.ctx)
+            if destroy:
+                action: Action = "delete" if current and resource.deletable else "no-op"
+                reason = "not this stack's (no stack label): left alone" if theirs else ""
+                changes.append(Change(key, resource.kind, "no-op" if theirs else action,
+                                      depends_on=deps, reason=reason))  # fmt: skip
+                continue
+            if theirs:
+                reason = (
+                    f"exists but is not this stack's (no {STACK_LABEL}={self.ctx.stack} label): "
+                    f"adopt it with `python -m gcp_stack import '{key}'`, or remove or rename it"
+                )
+                changes.append(Change(key, resource.kind, "conflict", depends_on=deps,
+                                      reason=reason))  # fmt: skip
+                continue
             if current is None:
                 after = self.desired(resource)
                 fields = [FieldChange(path, None, value) for path, value in after.items()]
@@ -234,6 +250,9 @@ class Engine:
 
     def apply(self, plan: Plan, progress: Callable[[str, str], None] = lambda *_: None) -> None:
         """Carry out a plan: in parallel, each change once the changes it waits for are done."""
+        if plan.conflicts:
+            keys = ", ".join(change.key for change in plan.conflicts)
+            raise GcpStackError(f"refusing to apply: {keys} exist but are not this stack's")
         pending = {change.key: change for change in plan.pending}
         if pending.keys() - self.resources.keys():  # a plan made elsewhere: find its orphans
             self.resources.update({orphan.key: orphan for orphan in self.orphans()})

@@ -14,6 +14,7 @@ minutes", Terraform's default timeouts are 20 minutes).
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -33,11 +34,15 @@ class Failure:
     reason: str = ""  # google.rpc.ErrorInfo reason, e.g. SERVICE_DISABLED
     metadata: dict[str, str] = field(default_factory=dict)
     body: str = ""
+    unreachable: bool = False  # nothing listens there, or the name does not resolve
 
     @classmethod
     def of(cls, error: BaseException) -> Failure:
         if not isinstance(error, HttpError):
-            return cls(0, f"transport error: {error}")
+            unreachable = isinstance(
+                error, ConnectionRefusedError | socket.gaierror | httplib2.ServerNotFoundError
+            )
+            return cls(0, f"transport error: {error}", unreachable=unreachable)
         try:
             content = error.content.decode() if isinstance(error.content, bytes) else ""
             detail = json.loads(content)["error"]
@@ -72,7 +77,8 @@ class ErrorClass:
 
 
 def _transport(failure: Failure, _: Any) -> bool:
-    return failure.status == 0
+    # A refused connection or an unknown host will not fix itself within the deadline.
+    return failure.status == 0 and not failure.unreachable
 
 
 CLASSES = (

@@ -2,28 +2,76 @@
 
 Each child gets its own process group (so gunicorn's workers go with their master) and, on
 Linux, a parent-death signal (so even a SIGKILLed `local_stack` leaves no orphans).
+
+The parent-death signal fires when the *thread* that forked the child exits, not the
+process (prctl(2), PR_SET_PDEATHSIG: "the 'parent' in this case is considered to be the
+thread that created this process"), so every child is forked by one spawner thread that
+lives as long as the process: a component restarted from a short-lived thread (a fault
+test, a supervisor's timer) lives as long as the stack, not as long as that thread.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import os
+import queue
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Callable
+from concurrent.futures import Future
 from pathlib import Path
+from typing import Any
 
 PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent() -> None:
+def _die_with_parent(parent: int) -> None:
     if sys.platform.startswith("linux"):
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:  # the parent died before the signal was armed
+            os._exit(1)
+
+
+class _Spawner:
+    """The one long-lived thread that forks every child (see the module's docstring)."""
+
+    def __init__(self) -> None:
+        self._requests: queue.SimpleQueue[tuple[list[str], dict[str, Any], Future]] = (
+            queue.SimpleQueue()
+        )
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def popen(self, argv: list[str], **options: Any) -> subprocess.Popen:
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(
+                    target=self._serve, name="local-stack-spawner", daemon=True
+                )
+                self._thread.start()
+        if threading.current_thread() is self._thread:
+            return subprocess.Popen(argv, **options)
+        done: Future[subprocess.Popen] = Future()
+        self._requests.put((argv, options, done))
+        return done.result()
+
+    def _serve(self) -> None:
+        while True:
+            argv, options, done = self._requests.get()
+            try:
+                done.set_result(subprocess.Popen(argv, **options))
+            except BaseException as error:  # noqa: BLE001 — handed to the caller
+                done.set_exception(error)
+
+
+_spawner = _Spawner()
 
 
 class Child:
@@ -47,14 +95,14 @@ class Child:
         """Start the process without waiting for it (see wait_ready)."""
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
+            self.process = _spawner.popen(
                 self.argv,
                 env=self.env,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=log,
                 start_new_session=True,
-                preexec_fn=_die_with_parent,
+                preexec_fn=functools.partial(_die_with_parent, os.getpid()),
             )
         return self
 

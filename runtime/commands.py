@@ -11,7 +11,7 @@ FUNCTIONS_DIR = Path(__file__).resolve().parent / "functions"
 
 def api_argv(bind: str, workers: int, python: str = sys.executable, app: str = APP) -> list[str]:
     """gunicorn serving the API (or, for benchmarks, another `app` with the same settings):
-    sync workers, JSON logs from the app, access log to stdout."""
+    sync workers, JSON logs (gunicorn's own lines too), access log to stdout."""
     return [
         python, "-m", "gunicorn",
         "--bind", bind,
@@ -19,8 +19,7 @@ def api_argv(bind: str, workers: int, python: str = sys.executable, app: str = A
         "--worker-tmp-dir", "/dev/shm",  # noqa: S108 — heartbeat files off the disk
         "--graceful-timeout", "20",
         "--access-logfile", "-",
-        "--access-logformat", '{"severity":"INFO","event":"http.access","method":"%(m)s",'
-        '"path":"%(U)s","status":%(s)s,"duration_ms":%(M)s,"request_id":"%({x-request-id}o)s"}',
+        "--logger-class", "runtime.serving.JsonLogger",  # every line JSON, fields escaped
         app,
     ]  # fmt: skip
 

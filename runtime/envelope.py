@@ -22,6 +22,8 @@ from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
+from runtime import jsondoc
+
 SCHEMA_VERSION: Final = "1"
 SUBMISSION_ID_PATTERN = r"^[0-9A-HJKMNP-TV-Z]{26}$"  # a ULID: time-ordered, Crockford base32
 SUBMISSION_ID_RE = re.compile(SUBMISSION_ID_PATTERN)
@@ -69,7 +71,7 @@ class ForwardBatch(_Strict):
     """The body the relay POSTs to `ingest`: the items are validated one by one there."""
 
     schema_version: Literal["1"] = SCHEMA_VERSION
-    items: list[dict[str, Any]] = Field(min_length=1, max_length=1000)
+    items: list[Any] = Field(min_length=1, max_length=1000)
 
 
 class IngestResult(_Strict):
@@ -124,9 +126,7 @@ class Receipt(_Strict):
 
 def canonical_json(value: Any) -> bytes:
     """One byte string per JSON value: sorted keys, no spaces, UTF-8 (the hashed form)."""
-    return json.dumps(
-        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    ).encode()
+    return jsondoc.dumps(value, sort_keys=True)
 
 
 def sha256_hex(payload: bytes) -> str:

@@ -42,7 +42,9 @@ class JsonFormatter(logging.Formatter):
         line |= {k: v for k, v in vars(record).items() if k not in _RESERVED and k not in line}
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
-        return json.dumps(line, default=str, ensure_ascii=False)
+        # ensure_ascii: a lone surrogate or a control character from a client becomes an
+        # escape, so every line is one valid JSON object whatever was logged.
+        return json.dumps(line, default=str)
 
 
 def configure_logging(level: str = "INFO") -> None:

@@ -39,7 +39,7 @@ class Settings(BaseModel):
     migrate_on_start: bool = False
 
     # API
-    max_body_bytes: int = Field(default=256 * 1024, ge=1024)
+    max_body_bytes: int = Field(default=256 * 1024, ge=1024, le=1024 * 1024)  # jsondoc
     retry_after_seconds: int = Field(default=5, ge=1)
 
     # Relay
@@ -49,6 +49,8 @@ class Settings(BaseModel):
     gcp_credential_config: str = ""  # path to the external_account JSON (aws-wif)
     gcp_service_account: str = ""  # the service account whose ID token the relay presents
     relay_batch_size: int = Field(default=100, ge=1, le=1000)
+    # Cloud Run refuses requests over 32 MiB; a batch stays well under it.
+    relay_batch_max_bytes: int = Field(default=8 * 1024 * 1024, ge=64 * 1024, le=24 * 1024 * 1024)
     relay_max_attempts: int = Field(default=20, ge=1)
     relay_poll_interval: float = Field(default=0.2, gt=0)
     relay_lease_seconds: float = Field(default=60.0, gt=0)

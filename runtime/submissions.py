@@ -11,16 +11,27 @@ from sqlalchemy.exc import IntegrityError
 from runtime.db import insert_rows, outbox, submissions, utcnow
 from runtime.envelope import SubmissionIn, object_name, sha256_hex, wire_time
 from runtime.ids import new_id
+from runtime.jsondoc import MAX_DOCUMENT_BYTES
 from runtime.outbox import pending
 
 
 class IdempotencyConflict(Exception):
-    """The Idempotency-Key was used before with a different body."""
+    """The Idempotency-Key was used before with a different body. It carries no id: the
+    first body may have been another client's, and its submission is none of this one's
+    business."""
 
-    def __init__(self, key: str, existing_id: str) -> None:
+    def __init__(self, key: str) -> None:
         super().__init__(f"Idempotency-Key {key!r} was used for a different body")
         self.key = key
-        self.existing_id = existing_id
+
+
+class TooLarge(ValueError):
+    """The submission's canonical form is over the size limit."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(f"the submission is {size} bytes in canonical JSON, over {limit}")
+        self.size = size
+        self.limit = limit
 
 
 @dataclass(frozen=True)
@@ -29,13 +40,23 @@ class Accepted:
     replayed: bool
 
 
-def accept(engine: Engine, submission: SubmissionIn, idempotency_key: str | None) -> Accepted:
+def accept(
+    engine: Engine,
+    submission: SubmissionIn,
+    idempotency_key: str | None,
+    max_bytes: int = MAX_DOCUMENT_BYTES,
+) -> Accepted:
     """Insert the submission and its outbox row in one transaction.
 
     With an Idempotency-Key, a retry of the same body returns the first row and inserts
-    nothing; the same key with another body raises IdempotencyConflict.
+    nothing; the same key with another body raises IdempotencyConflict. Keys are compared
+    exactly, byte for byte, on every backend (`Order-x` and `ORDER-x` are two keys).
+    The canonical form may be longer than what was posted (`1e5` is `100000.0`), so the
+    size limit applies to it too (TooLarge).
     """
     body = submission.canonical_json()
+    if len(body) > max_bytes:
+        raise TooLarge(len(body), max_bytes)
     digest = sha256_hex(body)
     if idempotency_key is not None:
         existing = _by_key(engine, idempotency_key)
@@ -82,7 +103,7 @@ def _by_key(engine: Engine, key: str) -> dict[str, Any] | None:
 
 def _replay(existing: dict[str, Any], key: str, digest: str) -> Accepted:
     if existing["sha256"] != digest:
-        raise IdempotencyConflict(key, existing["id"])
+        raise IdempotencyConflict(key)
     return Accepted(row=existing, replayed=True)
 
 

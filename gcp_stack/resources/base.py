@@ -17,6 +17,8 @@ from typing import Any, ClassVar
 from gcp_stack.api import Api
 
 STACK_LABEL = "skybridge-stack"
+# Maps we own only the keys of: an update keeps the keys someone else put there.
+MERGED_MAPS = ("labels", "userLabels")
 REFERENCE = re.compile(r"\{output:([^}]+)\}")
 
 
@@ -29,6 +31,7 @@ class Context:
     project_number: str = ""
     outputs: dict[str, dict[str, Any]] = field(default_factory=dict)  # key → live outputs
     stack: str = ""  # the value of STACK_LABEL on everything this stack owns
+    live: dict[str, dict[str, Any]] = field(default_factory=dict)  # key → last read state
 
 
 def resolve(value: Any, outputs: dict[str, dict[str, Any]]) -> Any:
@@ -54,6 +57,9 @@ class Resource:
     kind: ClassVar[str] = "resource"
     immutable: ClassVar[frozenset[str]] = frozenset()
     deletable: ClassVar[bool] = True
+    # The map that carries STACK_LABEL ("": the kind has no labels). A live resource of a
+    # labelled kind without our label is someone else's: never adopted or deleted unasked.
+    label_field: ClassVar[str] = ""
 
     @property
     def name(self) -> str:
@@ -61,6 +67,22 @@ class Resource:
 
     def body(self, ctx: Context) -> dict[str, Any]:
         raise NotImplementedError
+
+    def owned_by(self, live: dict[str, Any], ctx: Context) -> bool:
+        """Whether the live resource is this stack's (always, for kinds without labels)."""
+        if not self.label_field:
+            return True
+        return (live.get(self.label_field) or {}).get(STACK_LABEL) == ctx.stack
+
+    def owned_body(self, ctx: Context) -> dict[str, Any]:
+        """body() for an update: label maps keep the keys we did not declare, since an
+        update mask names the whole map (someone else's `team=other` label survives)."""
+        body = self.body(ctx)
+        live = ctx.live.get(self.key) or {}
+        for name in MERGED_MAPS:
+            if isinstance(body.get(name), dict) and isinstance(live.get(name), dict):
+                body[name] = live[name] | body[name]
+        return body
 
     def read(self, ctx: Context) -> dict[str, Any] | None:
         raise NotImplementedError

@@ -18,6 +18,7 @@ class Bucket(Resource):
     labels: dict[str, str] = field(default_factory=dict)
     retention_days: int = 365
     force_destroy: bool = False  # set by `destroy --force`
+    label_field: ClassVar[str] = "labels"
     kind: ClassVar[str] = "bucket"
     immutable: ClassVar[frozenset[str]] = frozenset({"location"})
 
@@ -59,7 +60,7 @@ class Bucket(Resource):
         )
 
     def update(self, ctx: Context, mask: list[str]) -> None:
-        body = {key: value for key, value in self.body(ctx).items() if key in mask}
+        body = {key: value for key, value in self.owned_body(ctx).items() if key in mask}
         ctx.api.call(
             self.key, "update", lambda: self._buckets(ctx).patch(bucket=self.name, body=body)
         )

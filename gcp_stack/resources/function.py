@@ -23,10 +23,18 @@ class Function(Resource):
     trigger_topic: str = ""  # a Pub/Sub trigger when set, else HTTP
     max_instances: int = 20
     memory: str = "256Mi"
+    location: str = ""  # another region than the stack's: an orphan found there
+    label_field: ClassVar[str] = "labels"
     kind: ClassVar[str] = "function"
 
+    @property
+    def name(self) -> str:
+        return super().name.split("@", 1)[0]  # "function/<name>@<region>" for other regions
+
     def path(self, ctx: Context) -> str:
-        return f"projects/{ctx.project}/locations/{ctx.region}/functions/{self.name}"
+        return (
+            f"projects/{ctx.project}/locations/{self.location or ctx.region}/functions/{self.name}"
+        )
 
     def _functions(self, ctx: Context):
         return ctx.api.client("cloudfunctions", "v2").projects().locations().functions()
@@ -88,7 +96,7 @@ class Function(Resource):
         except requests.RequestException as error:
             status = error.response.status_code if error.response is not None else 0
             raise ApiCallFailed(self.key, "upload source", status, str(error)) from None
-        body = self.body(ctx)
+        body = self.owned_body(ctx)
         body["buildConfig"]["source"] = {"storageSource": upload["storageSource"]}
         return body
 
@@ -117,7 +125,7 @@ class Function(Resource):
         if "labels" in mask and "buildConfig" not in mask:
             mask = [*mask, "buildConfig"]  # a new source: rebuild
         # The mask replaces buildConfig whole: without the source the build would have none.
-        body = self._with_source(ctx) if "buildConfig" in mask else self.body(ctx)
+        body = self._with_source(ctx) if "buildConfig" in mask else self.owned_body(ctx)
         op = ctx.api.call(
             self.key,
             "update",
@@ -146,9 +154,18 @@ class Function(Resource):
 
     @classmethod
     def discover(cls, ctx: Context) -> list[Resource]:
+        # Every region ("locations/-"), so that a region change finds the old region's.
         functions = ctx.api.client("cloudfunctions", "v2").projects().locations().functions()
-        parent = f"projects/{ctx.project}/locations/{ctx.region}"
+        parent = f"projects/{ctx.project}/locations/-"
         found = ctx.api.list_all(
             "functions", "functions", lambda token: functions.list(parent=parent, pageToken=token)
         )
-        return [cls(f"function/{name}") for name in labelled(found, ctx)]
+        orphans: list[Resource] = []
+        for item in found:
+            if not labelled([item], ctx):
+                continue
+            region, name = item["name"].split("/")[3], item["name"].rsplit("/", 1)[-1]
+            here = region == ctx.region
+            key = f"function/{name}" if here else f"function/{name}@{region}"
+            orphans.append(cls(key, location="" if here else region))
+        return orphans

@@ -63,7 +63,7 @@ class MonitoringObject(Resource):
 
     def update(self, ctx: Context, mask: list[str]) -> None:
         live = self.read(ctx) or {}
-        body = self.body(ctx) | {"name": live.get("name")}
+        body = self.owned_body(ctx) | {"name": live.get("name")}
         if self.version == "v1":  # dashboards: whole-object update with the etag
             body["etag"] = live.get("etag", "")
             ctx.api.call(

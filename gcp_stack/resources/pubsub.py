@@ -12,6 +12,7 @@ from gcp_stack.resources.base import Context, Resource, labelled
 class Topic(Resource):
     labels: dict[str, str] = field(default_factory=dict)
     retention: str = "604800s"
+    label_field: ClassVar[str] = "labels"
     kind: ClassVar[str] = "topic"
 
     def path(self, ctx: Context) -> str:
@@ -34,7 +35,7 @@ class Topic(Resource):
         )
 
     def update(self, ctx: Context, mask: list[str]) -> None:
-        body = {"topic": self.body(ctx), "updateMask": ",".join(mask)}
+        body = {"topic": self.owned_body(ctx), "updateMask": ",".join(mask)}
         ctx.api.call(
             self.key, "update", lambda: self._topics(ctx).patch(name=self.path(ctx), body=body)
         )
@@ -59,6 +60,7 @@ class Subscription(Resource):
     labels: dict[str, str] = field(default_factory=dict)
     ack_deadline_seconds: int = 60
     retention: str = "604800s"
+    label_field: ClassVar[str] = "labels"
     kind: ClassVar[str] = "subscription"
     immutable: ClassVar[frozenset[str]] = frozenset({"topic"})
 
@@ -89,7 +91,7 @@ class Subscription(Resource):
         )
 
     def update(self, ctx: Context, mask: list[str]) -> None:
-        body = {"subscription": self.body(ctx), "updateMask": ",".join(mask)}
+        body = {"subscription": self.owned_body(ctx), "updateMask": ",".join(mask)}
         ctx.api.call(
             self.key,
             "update",

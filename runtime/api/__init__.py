@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import time
 from typing import Any
 
@@ -20,6 +21,9 @@ from runtime.observability import Metrics, configure_logging, request_id, submis
 from runtime.settings import Settings, get_settings
 
 log = logging.getLogger("skybridge.api")
+# A client's X-Request-Id is echoed and logged only in this shape (UUIDs, ULIDs, trace ids);
+# anything else (quotes, backslashes, control characters, non-ASCII) is replaced by ours.
+SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:=+/-]{1,128}")
 
 _HTTP_SLUGS = {
     400: "bad-request",
@@ -66,7 +70,7 @@ def _register_request_context(app: Flask) -> None:
     @app.before_request
     def _start() -> None:
         incoming = request.headers.get("X-Request-Id", "")
-        g.request_id = incoming if 0 < len(incoming) <= 128 and incoming.isprintable() else new_id()
+        g.request_id = incoming if SAFE_REQUEST_ID.fullmatch(incoming) else new_id()
         g.context_tokens = (request_id.set(g.request_id), submission_id.set(None))
         g.started = time.perf_counter()
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from flask import Blueprint
 
+from runtime import jsondoc
 from runtime.api.services import services
 from runtime.envelope import SUBMISSION_ID_PATTERN, SubmissionIn
 
@@ -45,9 +46,33 @@ UNAVAILABLE = _problem("The database is unavailable.", RETRY_AFTER)
 def document(max_body_bytes: int) -> dict[str, Any]:
     submission = SubmissionIn.model_json_schema(ref_template="#/components/schemas/{model}")
     defs = submission.pop("$defs", {})
+    submission["properties"]["data"] = {
+        "type": "object",
+        "additionalProperties": {"$ref": "#/components/schemas/JsonValue"},
+        "description": submission["properties"]["data"].get("description", "")
+        + f" I-JSON (RFC 7493): at most {jsondoc.MAX_DEPTH} levels deep, integers within"
+        " ±(2^53 - 1), finite numbers, strings and keys of Unicode scalar values only,"
+        " unique keys.",
+    }
+    value = {"$ref": "#/components/schemas/JsonValue"}
     schemas: dict[str, Any] = {
         "SubmissionIn": submission,
         **defs,
+        "JsonValue": {
+            "anyOf": [
+                {"type": "null"},
+                {"type": "boolean"},
+                {"type": "string"},
+                {
+                    "type": "integer",
+                    "minimum": -jsondoc.MAX_SAFE_INTEGER,
+                    "maximum": jsondoc.MAX_SAFE_INTEGER,
+                },
+                {"type": "number", "not": {"type": "integer"}},
+                {"type": "array", "items": value},
+                {"type": "object", "additionalProperties": value},
+            ]
+        },
         "Accepted": {
             "type": "object",
             "required": ["id", "status", "received_at", "sha256", "object_name"],

@@ -8,7 +8,7 @@ import logging
 from flask import Blueprint, Response, request
 from pydantic import ValidationError
 
-from runtime import submissions
+from runtime import jsondoc, submissions
 from runtime.api.problems import Problem, field_name
 from runtime.api.services import services
 from runtime.envelope import SUBMISSION_ID_RE, SubmissionIn
@@ -20,12 +20,10 @@ log = logging.getLogger("skybridge.api")
 IDEMPOTENCY_KEY_MAX = 255
 
 
-def _reject_constant(name: str) -> None:
-    raise ValueError(f"{name} is not valid JSON")
-
-
 def parse_json_body() -> object:
-    """The request body as JSON, or a problem saying exactly what is wrong with it."""
+    """The request body as JSON held to the policy (`runtime.jsondoc`), or a problem saying
+    exactly what is wrong with it: 400 when it is not JSON, 422 naming the field when it is
+    JSON outside the policy."""
     mimetype = request.mimetype
     if mimetype != "application/json" and not mimetype.endswith("+json"):
         raise Problem(
@@ -36,14 +34,18 @@ def parse_json_body() -> object:
         )
     raw = request.get_data(cache=False)  # 413 from MAX_CONTENT_LENGTH happens here
     try:
-        return json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
-    except UnicodeDecodeError as error:
-        detail = f"the body is not valid UTF-8 (byte {error.start})"
-    except json.JSONDecodeError as error:
-        detail = f"malformed JSON: {error.msg} at line {error.lineno} column {error.colno}"
-    except (ValueError, RecursionError) as error:
-        detail = f"malformed JSON: {error}" if isinstance(error, ValueError) else "nested too deep"
-    raise Problem(400, "malformed-json", "Malformed JSON", detail)
+        return jsondoc.load(raw)
+    except jsondoc.JsonSyntaxError as error:
+        raise Problem(400, "malformed-json", "Malformed JSON", str(error)) from None
+    except jsondoc.JsonRejected as error:
+        field = field_name(error.location)
+        raise Problem(
+            422,
+            "validation-failed",
+            "Validation Failed",
+            f"{field}: {error.reason}",
+            errors=[{"field": field, "reason": error.reason}],
+        ) from None
 
 
 def _idempotency_key() -> str | None:
@@ -83,7 +85,9 @@ def create_submission():
 
     shared = services()
     try:
-        result = submissions.accept(shared.engine, submission, key)
+        result = submissions.accept(
+            shared.engine, submission, key, max_bytes=shared.settings.max_body_bytes
+        )
     except submissions.IdempotencyConflict as conflict:
         raise Problem(
             409,
@@ -91,7 +95,14 @@ def create_submission():
             "Idempotency-Key Reused",
             f"Idempotency-Key {conflict.key!r} was already used with a different body",
             errors=[{"field": "header:Idempotency-Key", "reason": "reused with another body"}],
-            submission_id=conflict.existing_id,
+        ) from None
+    except submissions.TooLarge as error:
+        raise Problem(
+            413,
+            "too-large",
+            "Payload Too Large",
+            str(error),
+            errors=[{"field": "/data", "reason": "too large"}],
         ) from None
 
     row = result.row

@@ -48,10 +48,22 @@ def _v2_receipts(connection: Connection) -> None:
     )
 
 
+def _v3_exact_idempotency_keys(connection: Connection) -> None:
+    # MySQL's default collation (utf8mb4_0900_ai_ci, MariaDB's utf8mb4_general_ci) compares
+    # case- and accent-insensitively, so a unique key matched another client's key in
+    # another case. VARBINARY compares bytes, as SQLite always did (see ExactString). Keys
+    # are ASCII, and distinct under the old collation, so they stay distinct as bytes.
+    if connection.dialect.name in ("mysql", "mariadb"):
+        connection.execute(
+            text("ALTER TABLE submissions MODIFY idempotency_key VARBINARY(255) NULL")
+        )
+
+
 # Append only: a migration, once released, never changes.
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "submissions and outbox", _v1_outbox),
     (2, "delivery receipts: stored_at, object_uri, generation, reconciliation", _v2_receipts),
+    (3, "idempotency keys compared exactly", _v3_exact_idempotency_keys),
 ]
 
 MIGRATION_LOCK = "skybridge_migrate"

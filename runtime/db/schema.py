@@ -48,6 +48,28 @@ class UTCDateTime(TypeDecorator):
         return value.replace(tzinfo=UTC) if value is not None else None
 
 
+class ExactString(TypeDecorator):
+    """A string compared byte for byte on every backend. On MySQL, VARBINARY: any text
+    collation folds case (`_ci`) or pads spaces (`utf8mb4_bin` is PAD SPACE: `k` = `k `),
+    and the NO PAD binary collations differ between MySQL and MariaDB."""
+
+    impl = String
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect):
+        if dialect.name in ("mysql", "mariadb"):
+            return dialect.type_descriptor(mysql.VARBINARY(self.impl_instance.length))
+        return dialect.type_descriptor(String(self.impl_instance.length))
+
+    def process_bind_param(self, value: str | None, dialect) -> str | bytes | None:
+        if value is not None and dialect.name in ("mysql", "mariadb"):
+            return value.encode()
+        return value
+
+    def process_result_value(self, value: str | bytes | None, dialect) -> str | None:
+        return value.decode() if isinstance(value, bytes) else value
+
+
 LongText = Text().with_variant(mysql.MEDIUMTEXT(), "mysql", "mariadb")
 AutoId = BigInteger().with_variant(Integer(), "sqlite")
 
@@ -61,7 +83,8 @@ submissions = Table(
     Column("type", String(128), nullable=False),
     Column("body", LongText, nullable=False),  # canonical JSON of the envelope
     Column("sha256", String(64), nullable=False),
-    Column("idempotency_key", String(255), nullable=True, unique=True),
+    # Exact: MySQL's default collation would make `Order-x` and `ORDER-x` one key.
+    Column("idempotency_key", ExactString(255), nullable=True, unique=True),
     Column("status", String(16), nullable=False),  # accepted | forwarded | stored | failed
     Column("attempts", Integer, nullable=False, default=0),
     Column("last_error", String(1000), nullable=True),

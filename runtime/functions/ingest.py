@@ -1,9 +1,12 @@
 """`ingest`: the relay's batch in, one Pub/Sub message per submission out.
 
-Each item is validated on its own: a bad item is rejected in the answer and does not sink
-the batch. The answer lists every item with its message id (published), its reason
-(rejected, permanent) or `failed` (transient: the relay retries it). A submission id seen
-twice is harmless: downstream, the object name is the id and a second write is a no-op.
+Each item is judged on its own, by the same JSON policy as the API (`runtime.jsondoc`) and
+the wire format: a bad item is rejected in the answer and never sinks the batch; only a
+body that is not JSON at all, or not a batch, is answered 400 (the relay then splits the
+batch until the culprit is alone). The answer lists every item with its message id
+(published), its reason (rejected, permanent) or `failed` (transient: the relay retries
+it). A submission id seen twice is harmless: downstream, the object name is the id and a
+second write is a no-op.
 """
 
 from __future__ import annotations
@@ -18,7 +21,8 @@ import functions_framework
 from flask import Request, Response
 from pydantic import ValidationError
 
-from runtime.envelope import ForwardBatch, ForwardedSubmission, IngestResult, canonical_json
+from runtime import jsondoc
+from runtime.envelope import ForwardBatch, ForwardedSubmission, IngestResult, sha256_hex
 from runtime.observability import configure_logging
 from runtime.settings import get_settings
 
@@ -41,14 +45,23 @@ def _problem(status: int, title: str, detail: str) -> Response:
     return Response(json.dumps(body), status=status, mimetype="application/problem+json")
 
 
-def validate_items(items: list[dict[str, Any]]) -> list[ForwardedSubmission | IngestResult]:
+def validate_items(items: list[Any]) -> list[ForwardedSubmission | IngestResult]:
     """Each item as a ForwardedSubmission, or as the rejection saying why it is not one."""
     checked: list[ForwardedSubmission | IngestResult] = []
     for raw in items:
         sid = raw.get("submission_id") if isinstance(raw, dict) else None
-        sid = sid if isinstance(sid, str) else None
+        sid = sid if isinstance(sid, str) and len(sid) <= 64 else None
         try:
+            # An item is a submission with envelope fields: `data` sits at depth 1, as in
+            # the body the API accepted.
+            jsondoc.check(raw)
             item = ForwardedSubmission.model_validate(raw)
+            canonical = item.submission().canonical_json()
+            if len(canonical) > jsondoc.MAX_DOCUMENT_BYTES:
+                raise jsondoc.JsonRejected(("data",), "larger than any submission the API takes")
+        except jsondoc.JsonRejected as error:
+            checked.append(IngestResult(submission_id=sid, status="rejected", error=str(error)))
+            continue
         except ValidationError as error:
             first = error.errors(include_url=False, include_input=False)[0]
             where = "/".join(str(part) for part in first["loc"])
@@ -56,7 +69,7 @@ def validate_items(items: list[dict[str, Any]]) -> list[ForwardedSubmission | In
                 IngestResult(submission_id=sid, status="rejected", error=f"{where}: {first['msg']}")
             )
             continue
-        if not item.checksum_ok():
+        if sha256_hex(canonical) != item.sha256:
             reason = "sha256 does not match the submission"
             checked.append(IngestResult(submission_id=sid, status="rejected", error=reason))
             continue
@@ -73,7 +86,9 @@ def ingest(request: Request) -> Response:
     if request.mimetype != "application/json":
         return _problem(415, "Unsupported Media Type", "Content-Type must be application/json")
     try:
-        batch = ForwardBatch.model_validate_json(request.get_data())
+        batch = ForwardBatch.model_validate(jsondoc.parse(request.get_data()))
+    except jsondoc.JsonSyntaxError as error:
+        return _problem(400, "Bad Request", str(error))
     except ValidationError as error:
         first = error.errors(include_url=False, include_input=False)[0]
         where = "/".join(str(part) for part in first["loc"]) or "body"
@@ -86,7 +101,7 @@ def ingest(request: Request) -> Response:
         if isinstance(item, ForwardedSubmission):
             pending[index] = publisher().publish(
                 settings.topic,
-                canonical_json(item.model_dump(mode="json")),
+                jsondoc.dumps(item.model_dump(mode="json")),
                 submission_id=item.submission_id,
                 schema_version=item.schema_version,
                 source=item.source,

@@ -24,6 +24,7 @@ from typing import Any
 import functions_framework
 from pydantic import ValidationError
 
+from runtime import jsondoc
 from runtime.envelope import (
     ForwardedSubmission,
     Provenance,
@@ -33,7 +34,7 @@ from runtime.envelope import (
     object_name,
     sha256_hex,
 )
-from runtime.observability import configure_logging
+from runtime.observability import Metrics, configure_logging
 from runtime.settings import get_settings
 
 log = logging.getLogger("skybridge.store")
@@ -51,6 +52,12 @@ def bucket() -> Any:
     # the rest of a write; the function runs with no proxy.
     client._http.trust_env = False
     return client.bucket(settings.bucket)
+
+
+@functools.cache
+def _metrics() -> Metrics:
+    settings = get_settings()
+    return Metrics(settings.metrics, settings.metrics_namespace, "store")
 
 
 @functools.cache
@@ -74,14 +81,19 @@ def _parse_time(value: Any) -> datetime | None:
         return None
 
 
-def build_asset(message: dict[str, Any], now: datetime | None = None) -> StoredAsset:
-    """The processed asset for a Pub/Sub message (pure: no I/O)."""
+def build_asset(message: Any, now: datetime | None = None) -> StoredAsset:
+    """The processed asset for a Pub/Sub message (pure: no I/O). Anything that is not a
+    forwarded submission within the JSON policy (`runtime.jsondoc`) is Undeliverable."""
+    if not isinstance(message, dict):
+        raise Undeliverable("the push body has no message object")
     try:
         payload = base64.b64decode(message.get("data") or "", validate=True)
-        item = ForwardedSubmission.model_validate_json(payload)
-    except (binascii.Error, ValidationError, TypeError) as error:
+        item = ForwardedSubmission.model_validate(jsondoc.load(payload))
+        intact = item.checksum_ok()
+    except (binascii.Error, ValidationError, TypeError, ValueError) as error:
+        # ValueError covers jsondoc's refusals and non-UTF-8 data.
         raise Undeliverable(f"not a forwarded submission: {str(error)[:300]}") from None
-    if not item.checksum_ok():
+    if not intact:
         raise Undeliverable("sha256 does not match the submission")
     message_id = message.get("messageId") or message.get("message_id") or ""
     publish_time = message.get("publishTime") or message.get("publish_time")
@@ -165,20 +177,28 @@ def publish_receipt(receipt: Receipt, timeout: float = 30.0) -> None:
 @functions_framework.cloud_event
 def store(cloud_event: Any) -> None:
     configure_logging(get_settings().log_level)
-    message = (cloud_event.data or {}).get("message") or {}
-    attempt = (cloud_event.data or {}).get("deliveryAttempt") or message.get("deliveryAttempt")
+    envelope = cloud_event.data if isinstance(cloud_event.data, dict) else {}
+    message = envelope.get("message")
+    message = message if isinstance(message, dict) else {}
+    attempt = envelope.get("deliveryAttempt") or message.get("deliveryAttempt")
     try:
         asset = build_asset(message)
     except Undeliverable as error:
+        # Acknowledged (the function returns normally): garbage is logged and counted, not
+        # redelivered until it dead-letters. Counted by the `submission.undecodable` event
+        # (a log-based metric) and the Undecodable metric.
+        attributes = message.get("attributes")
+        attributes = attributes if isinstance(attributes, dict) else {}
         log.error(
             "message dropped: %s",
             error,
             extra={
                 "event": "submission.undecodable",
-                "message_id": message.get("messageId"),
-                "submission_id": (message.get("attributes") or {}).get("submission_id"),
+                "message_id": str(message.get("messageId", ""))[:128],
+                "submission_id": str(attributes.get("submission_id", ""))[:64],
             },
         )
+        _metrics().emit({"Undecodable": (1, "Count")})
         return
     name = object_name(asset.submission_id, asset.provenance.aws_received_at)
     created, receipt = write(asset, name)

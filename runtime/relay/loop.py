@@ -17,11 +17,14 @@ from runtime import outbox, receipts
 from runtime.db import utcnow
 from runtime.observability import Metrics
 from runtime.relay.breaker import CircuitBreaker
-from runtime.relay.ingest_client import IngestClient, Outcome
+from runtime.relay.ingest_client import IngestClient, Item, Outcome, pack, serialise
 from runtime.settings import Settings
 from runtime.token_sources import TokenSource
 
 log = logging.getLogger("skybridge.relay")
+# However long the database has been away, try again at least this often: an RDS failover
+# takes 60-120 s, and the relay should resume within seconds of it.
+DATABASE_BACKOFF_MAX = 15.0
 
 
 class Relay:
@@ -41,7 +44,6 @@ class Relay:
             settings.ingest_url,
             token_source,
             timeout=settings.relay_timeout_seconds,
-            source=settings.source,
             session=session,
         )
         self.metrics = metrics or Metrics("none", "", "relay")
@@ -51,6 +53,8 @@ class Relay:
             max_cooldown=settings.relay_backoff_max,
         )
         self.stopping = threading.Event()
+        self.healthy = True
+        self._database_failures = 0
         self._last_gauges = 0.0
         self._last_reconcile = 0.0
         self.policy = receipts.Policy(
@@ -59,18 +63,46 @@ class Relay:
         )
 
     def run(self) -> None:
+        """Deliver until stop(). The database going away (a failover, a restart, the
+        network) is waited out with backoff, reported as RelayHealthy 0, never fatal."""
         log.info("relay started", extra={"event": "relay.started"})
         while not self.stopping.is_set():
             pause = self.breaker.wait_time(time.monotonic())
             if pause:
                 self.stopping.wait(pause)
                 continue
-            delivered = self.run_once()
-            self._reconcile()
-            self._report_gauges()
+            try:
+                delivered = self.run_once()
+                self._reconcile()
+                self._report_gauges()
+            except SQLAlchemyError as error:
+                self.stopping.wait(self._database_failed(error))
+                continue
+            if not self.healthy:
+                self.healthy, self._database_failures, self._last_gauges = True, 0, 0.0
+                log.info("database reachable again", extra={"event": "relay.db_recovered"})
+                self._report_gauges()
             if delivered == 0:
                 self.stopping.wait(self.settings.relay_poll_interval)
         log.info("relay stopped", extra={"event": "relay.stopped"})
+
+    def _database_failed(self, error: SQLAlchemyError) -> float:
+        """Report the failure; returns how long to wait before the next try. Whatever was
+        claimed and not settled comes back when its lease runs out."""
+        self.healthy = False
+        self._database_failures += 1
+        delay = min(
+            DATABASE_BACKOFF_MAX,
+            self.settings.relay_backoff_base * 2 ** min(self._database_failures - 1, 16),
+        )
+        log.warning(
+            "database unavailable (%s); retrying in %.1fs",
+            type(error).__name__,
+            delay,
+            extra={"event": "relay.db_unavailable", "failures": self._database_failures},
+        )
+        self.metrics.emit({"RelayHealthy": (0, "None"), "DatabaseErrors": (1, "Count")})
+        return delay
 
     def stop(self, *_: Any) -> None:
         """Finish the batch in hand, then return from run(): nothing claimed is dropped."""
@@ -82,7 +114,16 @@ class Relay:
         if not batch:
             return 0
         started = time.perf_counter()
-        outcome = self.ingest.post(batch)
+        outcome = Outcome()
+        items = []
+        for claimed in batch:
+            try:
+                items.append(serialise(claimed, self.settings.source))
+            except (ValueError, KeyError, TypeError) as error:
+                reason = f"cannot be forwarded as JSON: {error}"
+                outcome.rejected[claimed.submission_id] = reason
+        for chunk in pack(items, self.settings.relay_batch_max_bytes):
+            outcome = outcome.merge(self.deliver(chunk))
         latency_ms = (time.perf_counter() - started) * 1000
         self.settle(batch, outcome)
         self.breaker.record(not outcome.retry or bool(outcome.forwarded), time.monotonic())
@@ -95,6 +136,35 @@ class Relay:
             }
         )
         return len(batch)
+
+    def deliver(self, items: list[Item], first: Outcome | None = None) -> Outcome:
+        """Post the items; when ingest refuses or loses the request as a whole, split it
+        until the culprit is alone, so one bad item never holds back the others.
+
+        A refusal (400, 413, 422) is about what was sent: both halves are tried, down to
+        single items, and a single refused item is rejected. Any other failure is retried
+        later, unless the two halves disagree: an outage fails both (one round costs three
+        requests, and the breaker counts it), a batch that fails for what is in it fails
+        in one half only, which is split further. (Two such culprits in both halves look
+        like an outage and the batch is retried; the jittered backoff puts its rows into
+        other batches next time.)
+        """
+        outcome = first or self.ingest.post(items)
+        if outcome.batch_error is None:
+            return outcome
+        if len(items) == 1:
+            if not outcome.permanent:
+                return outcome
+            reason = f"ingest refused it on its own: {outcome.batch_error}"
+            return Outcome(rejected={items[0].submission_id: reason})
+        middle = len(items) // 2
+        left, right = items[:middle], items[middle:]
+        if outcome.permanent:
+            return self.deliver(left).merge(self.deliver(right))
+        left_outcome, right_outcome = self.ingest.post(left), self.ingest.post(right)
+        if left_outcome.batch_error and right_outcome.batch_error:
+            return outcome
+        return self.deliver(left, left_outcome).merge(self.deliver(right, right_outcome))
 
     def claim(self) -> list[outbox.Claimed]:
         return outbox.claim(
@@ -170,6 +240,7 @@ class Relay:
                 "OutboxOldestAgeSeconds": (oldest, "Seconds"),
                 "Unconfirmed": (pending, "Count"),
                 "UnconfirmedOldestAgeSeconds": (oldest_pending, "Seconds"),
+                "RelayHealthy": (1, "None"),
             }
         )
 

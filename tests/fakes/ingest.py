@@ -20,6 +20,12 @@ class FakeIngest:
         self.status = 200
         self.delay = 0.0
         self.reject: set[str] = set()
+        # A batch holding one of these is refused as a whole (as ingest did for JSON its
+        # parser could not read): `refuse_status` 400 is a refusal, 500 a crash.
+        self.poison: set[str] = set()
+        self.refuse_status = 400
+        self.body_sizes: list[int] = []
+        self.bodies_ascii_escaped = 0
         self.lock = threading.Lock()
         self.request_seen = threading.Event()
         self._server = make_server("127.0.0.1", 0, self._app, threaded=True)
@@ -47,7 +53,14 @@ class FakeIngest:
             time.sleep(delay)
         if status != 200:
             return Response("unavailable", status=status)(environ, start_response)
-        items = json.loads(request.get_data())["items"]
+        raw = request.get_data()
+        items = json.loads(raw)["items"]
+        with self.lock:
+            self.body_sizes.append(len(raw))
+            self.bodies_ascii_escaped += b"\\u00" in raw
+            poisoned = any(item["submission_id"] in self.poison for item in items)
+        if poisoned:
+            return Response("poison", status=self.refuse_status)(environ, start_response)
         results = []
         with self.lock:
             for item in items:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import socket
+import time
 
 import pytest
 
@@ -97,9 +99,80 @@ def test_without_credentials_it_says_how_to_log_in(monkeypatch, tmp_path, capsys
     assert "gcloud auth application-default login" in capsys.readouterr().out
 
 
-def test_unknown_environment_is_a_clear_error(capsys):
-    assert main(["synth", "--env", "nope"]) == 2
-    assert "environments/nope.toml" in capsys.readouterr().out
+def closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+MISUSES = {
+    "unknown environment": (["synth", "--env", "nope"], "environments/nope.toml"),
+    "unknown command": (["apply"], "invalid choice: 'apply'"),
+    "option of another command": (["synth", "--force"], "unrecognized arguments: --force"),
+    "nonexistent region": (["synth", "--region", "mars-north1"], "not a Cloud Functions region"),
+    "region pattern keeps its brackets": (["synth", "--region", "MARS"], "^[a-z]+-[a-z]+"),
+    "invalid project id": (["synth", "--project", "Bad_Project"], "--project 'Bad_Project'"),
+    "api url without a host": (["synth", "--api-url", "notaurl"], "not an http(s) URL"),
+    "api endpoint without a host": (["plan", "--api-endpoint", "notaurl"], "not an http(s) URL"),
+    "malformed aws outputs": (["synth", "--aws-outputs", "{bad}"], "is not readable JSON"),
+    "config error under --detailed-exitcode": (
+        ["plan", "--env", "nope", "--detailed-exitcode"], "environments/nope.toml"),
+    "unreachable endpoint": (["plan", "--api-endpoint", "{closed}"], "calling http://127.0.0.1:"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", MISUSES, ids=list(MISUSES))
+def test_misuse_is_one_sentence_and_exit_1(case, tmp_path, capsys):
+    argv, sentence = MISUSES[case]
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    argv = [a.replace("{bad}", str(bad)).replace("{closed}", f"http://127.0.0.1:{closed_port()}")
+            for a in argv]  # fmt: skip
+    started = time.monotonic()
+    assert main(argv) == 1
+    assert time.monotonic() - started < 20  # an unreachable endpoint fails fast
+    captured = capsys.readouterr()
+    text = captured.out + captured.err
+    assert sentence in text
+    assert "Traceback" not in text
+    (line,) = [line for line in text.splitlines() if line.startswith("error:")]
+    assert sentence in line
+
+
+def test_outputs_of_a_stack_never_deployed_is_an_error(cli, capsys):
+    assert cli("outputs") == 1
+    assert "deploy --env dev` first" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("answer", ["y", "yes", "YES"])
+def test_yes_at_the_prompt_applies(cli, fake, monkeypatch, capsys, answer):
+    monkeypatch.setattr("sys.stdin.isatty", lambda: True)
+    monkeypatch.setattr("builtins.input", lambda *_: answer)
+    assert cli("deploy") == 0
+    assert "[y/N]" in capsys.readouterr().out
+    assert any("/functions/" in key for key in fake.store)
+
+
+def test_no_at_the_prompt_changes_nothing_and_exits_1(cli, fake, monkeypatch, capsys):
+    monkeypatch.setattr("sys.stdin.isatty", lambda: True)
+    monkeypatch.setattr("builtins.input", lambda *_: "no")
+    assert cli("deploy") == 1
+    assert "nothing changed" in capsys.readouterr().out
+    assert not any("/functions/" in key for key in fake.store)
+
+
+def test_long_field_diffs_are_shown_whole(cli, deployed, capsys):
+    deployed.store[f"storage:b/{BUCKET}"]["lifecycle"] = {"rule": []}
+    assert cli("plan") == 0
+    out = capsys.readouterr().out
+    assert '"daysSinceNoncurrentTime": 30' in out and '"isLive": false' in out
+
+
+def test_every_command_has_its_own_help(capsys):
+    with pytest.raises(SystemExit) as done:
+        main(["plan", "--help"])
+    assert done.value.code == 0
+    assert "--detailed-exitcode" in capsys.readouterr().out
 
 
 def test_deploy_refuses_to_apply_without_a_terminal(cli, monkeypatch, capsys):

@@ -1,9 +1,19 @@
 from __future__ import annotations
 
+import uuid
+from pathlib import Path
+
+import functions_framework
 import pytest
+from google.cloud import pubsub_v1
 
 from runtime.api import create_app
 from runtime.api.services import services
+from runtime.settings import get_settings
+from smoke.storage import emulator_client as storage_client
+
+FUNCTIONS = Path(__file__).resolve().parents[2] / "runtime" / "functions"
+PROJECT = "skybridge-test"
 
 
 @pytest.fixture
@@ -21,3 +31,49 @@ def client(app):
 @pytest.fixture
 def engine(app):
     return services(app).engine
+
+
+# -- the two functions under functions-framework, on the emulators ---------------------------
+
+
+@pytest.fixture
+def topic(pubsub_host, monkeypatch):
+    monkeypatch.setenv("PUBSUB_EMULATOR_HOST", pubsub_host)
+    publisher = pubsub_v1.PublisherClient()
+    subscriber = pubsub_v1.SubscriberClient()
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    topic = publisher.create_topic(name=f"projects/{PROJECT}/topics/{name}").name
+    subscription = subscriber.create_subscription(
+        name=f"projects/{PROJECT}/subscriptions/{name}", topic=topic
+    ).name
+    monkeypatch.setenv("SKYBRIDGE_TOPIC", topic)
+    get_settings.cache_clear()
+    yield topic, subscription, subscriber
+    subscriber.delete_subscription(subscription=subscription)
+    publisher.delete_topic(topic=topic)
+    get_settings.cache_clear()
+
+
+@pytest.fixture
+def ingest(topic):
+    app = functions_framework.create_app(target="ingest", source=str(FUNCTIONS / "ingest.py"))
+    return app.test_client()
+
+
+@pytest.fixture
+def bucket(gcs_url, monkeypatch):
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs_url)
+    name = f"b-{uuid.uuid4().hex[:10]}"
+    bucket = storage_client(gcs_url).create_bucket(name)
+    monkeypatch.setenv("SKYBRIDGE_BUCKET", name)
+    get_settings.cache_clear()
+    yield bucket
+    get_settings.cache_clear()
+
+
+@pytest.fixture
+def store(bucket):
+    app = functions_framework.create_app(
+        target="store", source=str(FUNCTIONS / "store.py"), signature_type="cloudevent"
+    )
+    return app.test_client()

@@ -7,7 +7,6 @@ import base64
 import json
 import uuid
 from datetime import UTC, datetime
-from pathlib import Path
 
 import functions_framework
 import pytest
@@ -16,10 +15,7 @@ from google.cloud import pubsub_v1
 from runtime.envelope import Receipt, SubmissionIn, canonical_json, object_name, sha256_hex
 from runtime.ids import new_id
 from runtime.settings import get_settings
-from smoke.storage import emulator_client as storage_client
-
-FUNCTIONS = Path(__file__).resolve().parents[2] / "runtime" / "functions"
-PROJECT = "skybridge-test"
+from tests.runtime.conftest import FUNCTIONS, PROJECT
 
 
 def item(data: dict | None = None, **overrides) -> dict:
@@ -34,30 +30,6 @@ def item(data: dict | None = None, **overrides) -> dict:
         "received_at": received.isoformat(),
         "source": "aws",
     } | overrides
-
-
-@pytest.fixture
-def topic(pubsub_host, monkeypatch):
-    monkeypatch.setenv("PUBSUB_EMULATOR_HOST", pubsub_host)
-    publisher = pubsub_v1.PublisherClient()
-    subscriber = pubsub_v1.SubscriberClient()
-    name = f"t-{uuid.uuid4().hex[:8]}"
-    topic = publisher.create_topic(name=f"projects/{PROJECT}/topics/{name}").name
-    subscription = subscriber.create_subscription(
-        name=f"projects/{PROJECT}/subscriptions/{name}", topic=topic
-    ).name
-    monkeypatch.setenv("SKYBRIDGE_TOPIC", topic)
-    get_settings.cache_clear()
-    yield topic, subscription, subscriber
-    subscriber.delete_subscription(subscription=subscription)
-    publisher.delete_topic(topic=topic)
-    get_settings.cache_clear()
-
-
-@pytest.fixture
-def ingest(topic):
-    app = functions_framework.create_app(target="ingest", source=str(FUNCTIONS / "ingest.py"))
-    return app.test_client()
 
 
 def pull(subscriber, subscription: str, expected: int) -> list:
@@ -133,25 +105,6 @@ def test_ingest_refuses_a_bad_batch_with_a_problem(ingest, kwargs, status):
 
 
 # -- store ---------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def bucket(gcs_url, monkeypatch):
-    monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs_url)
-    name = f"b-{uuid.uuid4().hex[:10]}"
-    bucket = storage_client(gcs_url).create_bucket(name)
-    monkeypatch.setenv("SKYBRIDGE_BUCKET", name)
-    get_settings.cache_clear()
-    yield bucket
-    get_settings.cache_clear()
-
-
-@pytest.fixture
-def store(bucket):
-    app = functions_framework.create_app(
-        target="store", source=str(FUNCTIONS / "store.py"), signature_type="cloudevent"
-    )
-    return app.test_client()
 
 
 def deliver(store_client, data: bytes, message_id: str = "42", attributes: dict | None = None):

@@ -15,6 +15,7 @@ from aws_stack.api_service import ApiService, GcpTarget
 from aws_stack.database import Database
 from aws_stack.monitoring import Monitoring
 from aws_stack.network import Network
+from aws_stack.waf import AbuseLimits
 from environments import Environment
 
 
@@ -99,6 +100,13 @@ class SkybridgeStack(Stack):
         # Only the instances reach the database, and only on its port.
         database.connections.allow_default_port_from(service.group, "instances to MySQL")
 
+        AbuseLimits(
+            self,
+            "Waf",
+            load_balancer=service.load_balancer,
+            limits=environment.limits,
+            name=environment.prefix,
+        )
         monitoring = Monitoring(
             self,
             "Monitoring",

@@ -96,6 +96,13 @@ class GcpSettings(_Section):
         return value
 
 
+class LimitSettings(_Section):
+    """Abuse limits (aws_stack/waf.py). WAF's rate-based rules count over 5 minutes and
+    take at least 10 (https://docs.aws.amazon.com/waf/latest/APIReference/API_RateBasedStatement.html)."""
+
+    requests_per_ip_per_5_minutes: Annotated[int, Field(ge=10, le=2_000_000_000)] = 3000
+
+
 class AlertSettings(_Section):
     email: Annotated[str, Field(pattern=r"^$|^[^@\s]+@[^@\s]+\.[^@\s]+$")] = ""
 
@@ -106,6 +113,7 @@ class Environment(_Section):
     aws: AwsSettings
     gcp: GcpSettings
     alerts: AlertSettings = AlertSettings()
+    limits: LimitSettings = LimitSettings()
 
     @field_validator("name")
     @classmethod

@@ -25,8 +25,9 @@ from gcp_stack import stack
 from gcp_stack.api import Api
 from gcp_stack.engine import Engine, Plan
 from gcp_stack.errors import GcpStackError
+from gcp_stack.lock import StackLock
 from gcp_stack.names import Names
-from gcp_stack.resources import Bucket, Context
+from gcp_stack.resources import Bucket, Context, Resource
 
 SYMBOLS = {
     "create": ("+", "green"),
@@ -42,7 +43,9 @@ COMMANDS = {
     "destroy": "delete everything the stack owns (APIs stay enabled)",
     "outputs": "print what deploy hands the AWS side",
     "import": "adopt an existing resource the plan shows as a conflict (adds the stack label)",
+    "force-unlock": "remove the stack's lock left by a run that died",
 }
+LOCKED = ("deploy", "destroy", "import")  # the commands that change anything
 
 
 class UsageError(Exception):
@@ -274,6 +277,27 @@ def run(args: argparse.Namespace, console: Console) -> int:
         stack=environment.prefix,
     )
     ctx.project_number = project_number(api, ctx.project)
+    lock = StackLock(api, ctx.project, environment.prefix)
+    if args.command == "force-unlock":
+        removed = lock.force_unlock()
+        console.print(Text(f"lock of {environment.prefix} removed" if removed else "no lock held"))
+        return 0
+    if args.command not in LOCKED:
+        return carry_out(args, console, environment, resources, ctx)
+    lock.acquire(args.command)
+    try:
+        return carry_out(args, console, environment, resources, ctx)
+    finally:
+        lock.release()
+
+
+def carry_out(
+    args: argparse.Namespace,
+    console: Console,
+    environment: environments.Environment,
+    resources: list[Resource],
+    ctx: Context,
+) -> int:
     for resource in resources:
         if isinstance(resource, Bucket):
             resource.force_destroy = args.force

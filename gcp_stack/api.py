@@ -122,12 +122,14 @@ class Api:
         """One discovery client per API for every thread (requests carry their own http)."""
         with self._lock:
             if (api, version) not in self._clients:
-                options = None
+                options, document = None, _discovery_document(api, version)
                 if self.endpoint:
                     options = {"api_endpoint": endpoint(self.endpoint, api, version)}
+                    # Media uploads are built from rootUrl: point it at the endpoint too.
+                    document = document | {"rootUrl": self.endpoint.rstrip("/") + "/"}
                 self._clients[api, version] = _Collections(
                     discovery.build_from_document(
-                        _discovery_document(api, version),
+                        document,
                         credentials=self.credentials,
                         client_options=options,
                     )

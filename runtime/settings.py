@@ -41,6 +41,8 @@ class Settings(BaseModel):
     # API
     max_body_bytes: int = Field(default=256 * 1024, ge=1024, le=1024 * 1024)  # jsondoc
     retry_after_seconds: int = Field(default=5, ge=1)
+    submissions_per_minute: int = Field(default=0, ge=0)  # per client and worker; 0: off
+    trusted_proxy_hops: int = Field(default=0, ge=0, le=1)  # 1 behind the ALB
 
     # Relay
     ingest_url: str = ""

@@ -22,7 +22,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from local_stack.control_plane import discovery
-from local_stack.control_plane.apis import Answer, Request, iam, rules_of, serviceusage
+from local_stack.control_plane.apis import Answer, Request, iam, rules_of, serviceusage, storage
 from local_stack.control_plane.discovery import Invalid, Method
 from local_stack.control_plane.errors import GoogleError, error
 from local_stack.control_plane.fidelity import Fidelity
@@ -128,7 +128,12 @@ class ControlPlane:
             time.sleep(self.latency)
         split = urlsplit(raw_path)
         query = {k: v[-1] for k, v in parse_qs(split.query).items()}
-        if split.path.startswith("/upload/"):
+        if split.path.startswith("/upload/storage/"):
+            try:
+                return storage.upload(self, split.path, query, body)
+            except GoogleError as refused:
+                return refused.answer()
+        if split.path.startswith("/upload/"):  # a function source's signed URL
             self.uploads[split.path] = body
             return 200, {}
         prefix, _, rest = split.path.lstrip("/").partition("/")

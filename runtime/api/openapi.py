@@ -190,6 +190,7 @@ def document(max_body_bytes: int) -> dict[str, Any]:
                         "400": _problem("Malformed JSON or an invalid header."),
                         "409": _problem("The Idempotency-Key was used with another body."),
                         "413": _problem("The body is too large."),
+                        "429": _problem("Too many submissions from this client.", RETRY_AFTER),
                         "415": _problem("The body is not JSON."),
                         "422": _problem("The submission does not match the schema."),
                         "503": UNAVAILABLE,

@@ -79,7 +79,8 @@ def test_destroy_refuses_a_non_empty_bucket_without_force(cli, deployed, capsys)
     assert cli("destroy", "--auto-approve") == 1
     assert "destroy --force" in capsys.readouterr().out
     assert cli("destroy", "--auto-approve", "--force") == 0
-    assert not [key for key in deployed.store if key.startswith("storage:")]
+    left = [key for key in deployed.store if key.startswith("storage:")]
+    assert left == [f"storage:b/{PROJECT}-gcp-stack-locks"]  # only the (empty) lock bucket
 
 
 def test_uptime_check_watches_the_aws_api_when_its_url_is_known(cli, fake, tmp_path, capsys):

@@ -35,6 +35,7 @@ def ours(plane: ControlPlane, prefix: str) -> list[str]:
         for key, resource in plane.store.items()
         if prefix in key
         and not key.startswith("serviceusage:")  # destroy leaves APIs on
+        and "-gcp-stack-locks" not in key  # the lock bucket, shared by the project's stacks
         and resource.get("state") != "DELETED"  # soft-deleted pools and providers
     ] + [
         f"policy {name}: {member}"

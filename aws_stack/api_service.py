@@ -44,6 +44,7 @@ class GcpTarget:
     ingest_url: str
     credential_config: dict
     service_account: str
+    receipts_subscription: str  # the relay pulls GCP's delivery receipts from it
 
 
 class ApiService(Construct):
@@ -58,6 +59,8 @@ class ApiService(Construct):
         wheelhouse: Path | None = None,
         database_secret: secretsmanager.ISecret,
         gcp: GcpTarget,
+        confirm_window_seconds: int,
+        max_redeliveries: int,
         instance_type: str,
         min_capacity: int,
         max_capacity: int,
@@ -83,6 +86,9 @@ class ApiService(Construct):
             "ingest-url": gcp.ingest_url,
             "gcp-credential-config": json.dumps(gcp.credential_config, sort_keys=True),
             "gcp-service-account": gcp.service_account,
+            "receipts-subscription": gcp.receipts_subscription,
+            "confirm-window-seconds": str(confirm_window_seconds),
+            "confirm-max-redeliveries": str(max_redeliveries),
         }
         self.parameters = {
             name: ssm.StringParameter(
@@ -258,6 +264,16 @@ class ApiService(Construct):
                 "SKYBRIDGE_GCP_SERVICE_ACCOUNT": self.parameters[
                     "gcp-service-account"
                 ].parameter_name,
+                **{
+                    f"SKYBRIDGE_{name.upper().replace('-', '_')}": self.parameters[
+                        name
+                    ].parameter_name
+                    for name in (
+                        "receipts-subscription",
+                        "confirm-window-seconds",
+                        "confirm-max-redeliveries",
+                    )
+                },
             },
         )
         user_data.add_commands(*boot_commands(settings))

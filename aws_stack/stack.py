@@ -88,6 +88,8 @@ class SkybridgeStack(Stack):
             wheelhouse=wheelhouse,
             database_secret=database.secret,
             gcp=gcp,
+            confirm_window_seconds=environment.confirm_window_seconds,
+            max_redeliveries=environment.receipts.max_redeliveries,
             instance_type=aws.instance_type,
             min_capacity=aws.min_capacity,
             max_capacity=aws.max_capacity,
@@ -116,6 +118,7 @@ class SkybridgeStack(Stack):
             target_group=service.target_group,
             group=service.group,
             database=database.instance,
+            confirm_window_seconds=environment.confirm_window_seconds,
         )
 
         CfnOutput(self, "ApiUrl", value=service.url)

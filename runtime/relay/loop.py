@@ -205,8 +205,9 @@ class Relay:
         return timedelta(seconds=random.uniform(0, ceiling))  # noqa: S311 — jitter, not crypto
 
     def _reconcile(self) -> None:
-        """Forward again what stayed without a receipt past its window (when enabled)."""
-        if not self.settings.reconcile:
+        """Forward again what stayed without a receipt past its window. Only where receipts
+        are consumed: without them every submission would look lost."""
+        if not (self.settings.reconcile and self.settings.receipts_subscription):
             return
         if time.monotonic() - self._last_reconcile < self.settings.reconcile_interval_seconds:
             return

@@ -414,3 +414,33 @@ EXPLAINED_WARNINGS = {
     # Emitted inside CDK's own custom-resource providers (log retention, bucket auto-delete).
     "W3005": "redundant DependsOn",
 }
+
+
+def test_receipt_settings_reach_the_relay_through_ssm(prod_template, dev_template):
+    prod_template.has_resource_properties(
+        "AWS::SSM::Parameter",
+        {
+            "Name": "/skybridge-prod/receipts-subscription",
+            "Value": "projects/skybridge-prod-000000/subscriptions/skybridge-prod-receipts-relay",
+        },
+    )
+    # prod: 10 delivery attempts, a push retry budget of 2,430 s; the window is twice that.
+    prod_template.has_resource_properties(
+        "AWS::SSM::Parameter",
+        {"Name": "/skybridge-prod/confirm-window-seconds", "Value": "4860"},
+    )
+    user_data = json.dumps(dev_template.to_json())
+    for variable in ("SKYBRIDGE_RECEIPTS_SUBSCRIPTION", "SKYBRIDGE_CONFIRM_WINDOW_SECONDS"):
+        assert variable in user_data
+
+
+def test_dashboard_and_alarms_watch_delivery_receipts(dev_template):
+    body = json.dumps(one(dev_template, "AWS::CloudWatch::Dashboard")["Properties"])
+    for metric in ("Stored", "EndToEndLatencyMs", "Unconfirmed", "UnconfirmedOldestAgeSeconds",
+                   "ReceiptMismatch"):  # fmt: skip
+        assert metric in body
+    alarms = resources(dev_template, "AWS::CloudWatch::Alarm").values()
+    by_metric = {alarm["Properties"].get("MetricName"): alarm["Properties"] for alarm in alarms}
+    assert by_metric["ReceiptMismatch"]["Threshold"] == 1
+    # dev: 5 attempts, a 150 s budget, so the 300 s floor; the alarm fires after two windows.
+    assert by_metric["UnconfirmedOldestAgeSeconds"]["Threshold"] == 600

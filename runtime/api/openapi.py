@@ -64,11 +64,10 @@ def document(max_body_bytes: int) -> dict[str, Any]:
                 {"type": "boolean"},
                 {"type": "string"},
                 {
-                    "type": "integer",
+                    "type": "number",
                     "minimum": -jsondoc.MAX_SAFE_INTEGER,
                     "maximum": jsondoc.MAX_SAFE_INTEGER,
                 },
-                {"type": "number", "not": {"type": "integer"}},
                 {"type": "array", "items": value},
                 {"type": "object", "additionalProperties": value},
             ]

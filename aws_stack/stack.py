@@ -45,13 +45,33 @@ class SkybridgeStack(Stack):
             allocated_storage_gib=aws.db_allocated_storage_gib,
             backup_retention_days=aws.db_backup_retention_days,
             production=production,
+            version=aws.db_engine_version,
         )
 
         alarm_key = kms.Key(
             self, "AlarmTopicKey", enable_key_rotation=True, description="skybridge alarm topic"
         )
-        for principal in ("cloudwatch.amazonaws.com", "autoscaling.amazonaws.com"):
-            alarm_key.grant(iam.ServicePrincipal(principal), "kms:Decrypt", "kms:GenerateDataKey*")
+        alarm_key.grant(
+            iam.ServicePrincipal("cloudwatch.amazonaws.com"), "kms:Decrypt", "kms:GenerateDataKey*"
+        )
+        # Auto Scaling publishes its notifications as its service-linked role, which needs
+        # the key itself. Named by a condition, not as the principal: KMS rejects a policy
+        # naming a role that does not exist yet, and an account's first group creates it.
+        alarm_key.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="AutoScalingServiceLinkedRole",
+                principals=[iam.AnyPrincipal()],
+                actions=["kms:Decrypt", "kms:GenerateDataKey*"],
+                resources=["*"],
+                conditions={
+                    "StringEquals": {
+                        "aws:PrincipalArn": f"arn:{self.partition}:iam::{self.account}:role/"
+                        "aws-service-role/autoscaling.amazonaws.com/AWSServiceRoleForAutoScaling",
+                        "kms:CallerAccount": self.account,
+                    }
+                },
+            )
+        )
         alarm_topic = sns.Topic(
             self, "AlarmTopic", display_name=f"{environment.prefix} alarms",
             master_key=alarm_key, enforce_ssl=True,

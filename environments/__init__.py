@@ -38,6 +38,8 @@ class AwsSettings(_Section):
     db_multi_az: bool = False
     db_allocated_storage_gib: Annotated[int, Field(ge=20, le=1000)] = 20
     db_backup_retention_days: Annotated[int, Field(ge=1, le=35)] = 7
+    # Empty: the newest MySQL 8.4 minor aws-cdk-lib knows (minor upgrades are automatic).
+    db_engine_version: Annotated[str, Field(pattern=r"^$|^8\.4\.\d+$")] = ""
     certificate_arn: str = ""
     relay_role_name: Annotated[str, Field(pattern=r"^[\w+=,.@-]{1,64}$")]
 

@@ -22,7 +22,7 @@ $(NODE_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-demo: $(STAMP)
+demo: $(STAMP) $(NODE_STAMP)
 	$(BIN)/python -m local_stack demo
 
 test: $(STAMP) $(NODE_STAMP)

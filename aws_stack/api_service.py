@@ -26,7 +26,15 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
-from aws_stack.instance_boot import APP_PORT, BootSettings, boot_commands
+from aws_stack.instance_boot import APP_PORT, LIVENESS_PATH, BootSettings, boot_commands
+
+# How long one instance's boot may take before CloudFormation counts it failed: the boot
+# measured in tests/aws_stack/test_boot.py, with the budget in docs/deploy.md.
+BOOT_TIMEOUT = Duration.minutes(15)
+# Not answered to the internet: readiness shows the outbox backlog. The target group's
+# health checks reach the instances directly, not through the listener, so they still work.
+# /healthz stays public: it says only "ok", and GCP's uptime check calls it.
+INTERNAL_PATHS = ("/readyz", "/livez")
 
 
 @dataclass(frozen=True)
@@ -36,6 +44,7 @@ class GcpTarget:
     ingest_url: str
     credential_config: dict
     service_account: str
+    receipts_subscription: str  # the relay pulls GCP's delivery receipts from it
 
 
 class ApiService(Construct):
@@ -50,6 +59,8 @@ class ApiService(Construct):
         wheelhouse: Path | None = None,
         database_secret: secretsmanager.ISecret,
         gcp: GcpTarget,
+        confirm_window_seconds: int,
+        max_redeliveries: int,
         instance_type: str,
         min_capacity: int,
         max_capacity: int,
@@ -75,6 +86,9 @@ class ApiService(Construct):
             "ingest-url": gcp.ingest_url,
             "gcp-credential-config": json.dumps(gcp.credential_config, sort_keys=True),
             "gcp-service-account": gcp.service_account,
+            "receipts-subscription": gcp.receipts_subscription,
+            "confirm-window-seconds": str(confirm_window_seconds),
+            "confirm-max-redeliveries": str(max_redeliveries),
         }
         self.parameters = {
             name: ssm.StringParameter(
@@ -112,6 +126,7 @@ class ApiService(Construct):
             self, "InstanceSecurityGroup", vpc=vpc, description="skybridge instances",
             allow_all_outbound=True,
         )  # fmt: skip
+        user_data = ec2.UserData.for_linux()
         launch_template = ec2.LaunchTemplate(
             self,
             "LaunchTemplate",
@@ -122,7 +137,8 @@ class ApiService(Construct):
             role=self.role,
             security_group=self.security_group,
             require_imdsv2=True,
-            http_put_response_hop_limit=2,  # the relay reaches IMDS for Workload Identity
+            # The relay runs on the host, not in a container: one hop reaches IMDS.
+            http_put_response_hop_limit=1,
             detailed_monitoring=True,
             block_devices=[
                 ec2.BlockDevice(
@@ -132,7 +148,7 @@ class ApiService(Construct):
                     ),
                 )
             ],
-            user_data=self._user_data(asset, wheels, database_secret, log_prefix),
+            user_data=user_data,
         )
         self.group = autoscaling.AutoScalingGroup(
             self,
@@ -142,16 +158,25 @@ class ApiService(Construct):
             launch_template=launch_template,
             min_capacity=min_capacity,
             max_capacity=max_capacity,
+            # The ELB check is /livez (shallow): a database blip never makes the group
+            # replace instances. The grace covers a boot (the signal only comes once the
+            # API answers, so a slower boot fails by its signal, not by this check).
             health_checks=autoscaling.HealthChecks.with_additional_checks(
                 additional_types=[autoscaling.AdditionalHealthCheckType.ELB],
-                grace_period=Duration.minutes(5),
+                grace_period=BOOT_TIMEOUT,
             ),
+            # CloudFormation waits for each instance's cfn-signal (sent by the boot once
+            # /readyz answers locally): a create fails, and an update rolls back, on a
+            # failure signal or none within the timeout, instead of replacing healthy
+            # instances with broken ones.
+            signals=autoscaling.Signals.wait_for_all(timeout=BOOT_TIMEOUT),
             update_policy=autoscaling.UpdatePolicy.rolling_update(
                 min_instances_in_service=min_capacity, max_batch_size=1,
-                pause_time=Duration.minutes(10), wait_on_resource_signals=False,
+                wait_on_resource_signals=True, pause_time=BOOT_TIMEOUT,
             ),
             notifications=[autoscaling.NotificationConfiguration(topic=alarm_topic)],
         )  # fmt: skip
+        self._boot(user_data, asset, wheels, database_secret, log_prefix)
         self.group.scale_on_cpu_utilization("Cpu", target_utilization_percent=60)
 
         access_logs = s3.Bucket(
@@ -179,12 +204,14 @@ class ApiService(Construct):
             protocol=elbv2.ApplicationProtocol.HTTP,
             targets=[self.group],
             deregistration_delay=Duration.seconds(30),
+            # Liveness, not readiness: an instance whose database is away is not broken,
+            # and replacing the whole fleet over a failover would make the outage worse.
             health_check=elbv2.HealthCheck(
-                path="/readyz", healthy_http_codes="200", interval=Duration.seconds(15)
+                path=LIVENESS_PATH, healthy_http_codes="200", interval=Duration.seconds(15)
             ),
         )
         if certificate_arn:
-            self.load_balancer.add_listener(
+            listener = self.load_balancer.add_listener(
                 "Https",
                 port=443,
                 certificates=[elbv2.ListenerCertificate.from_arn(certificate_arn)],
@@ -194,37 +221,41 @@ class ApiService(Construct):
             self.load_balancer.add_redirect(source_port=80, target_port=443)
             self.url = f"https://{self.load_balancer.load_balancer_dns_name}"
         else:
-            self.load_balancer.add_listener(
+            listener = self.load_balancer.add_listener(
                 "Http", port=80, default_target_groups=[self.target_group]
             )
             self.url = f"http://{self.load_balancer.load_balancer_dns_name}"
+        listener.add_action(
+            "RefuseInternal",
+            priority=1,
+            conditions=[elbv2.ListenerCondition.path_patterns(list(INTERNAL_PATHS))],
+            action=elbv2.ListenerAction.fixed_response(
+                404, content_type="application/problem+json",
+                message_body='{"type":"about:blank","title":"Not Found","status":404}',
+            ),
+        )  # fmt: skip
         # Only the load balancer reaches the instances, and only on the app port.
         self.group.connections.allow_from(
             self.load_balancer, ec2.Port.tcp(APP_PORT), "load balancer to gunicorn"
         )
 
-    def _user_data(
+    def _boot(
         self,
+        user_data: ec2.UserData,
         asset: s3_assets.Asset,
         wheels: s3_assets.Asset | None,
         secret: secretsmanager.ISecret,
         log_prefix: str,
-    ) -> ec2.UserData:
-        user_data = ec2.UserData.for_linux()
-        zip_path = user_data.add_s3_download_command(
-            bucket=asset.bucket, bucket_key=asset.s3_object_key, local_file="/opt/skybridge/app.zip"
-        )
-        wheels_zip = None
-        if wheels is not None:
-            wheels_zip = user_data.add_s3_download_command(
-                bucket=wheels.bucket,
-                bucket_key=wheels.s3_object_key,
-                local_file="/opt/skybridge/wheelhouse.zip",
-            )
+    ) -> None:
+        stack = Stack.of(self)
+        group = self.group.node.default_child
+        assert isinstance(group, autoscaling.CfnAutoScalingGroup)
         settings = BootSettings(
-            region=Stack.of(self).region,
-            artifact_zip=zip_path,
-            wheelhouse_zip=wheels_zip,
+            stack_name=stack.stack_name,
+            signal_resource=stack.get_logical_id(group),
+            signal_region=stack.region,
+            artifact_url=asset.s3_object_url,
+            wheelhouse_url=wheels.s3_object_url if wheels is not None else None,
             database_secret_arn=secret.secret_arn,
             log_prefix=log_prefix,
             credential_config_parameter=self.parameters["gcp-credential-config"].parameter_name,
@@ -233,7 +264,16 @@ class ApiService(Construct):
                 "SKYBRIDGE_GCP_SERVICE_ACCOUNT": self.parameters[
                     "gcp-service-account"
                 ].parameter_name,
+                **{
+                    f"SKYBRIDGE_{name.upper().replace('-', '_')}": self.parameters[
+                        name
+                    ].parameter_name
+                    for name in (
+                        "receipts-subscription",
+                        "confirm-window-seconds",
+                        "confirm-max-redeliveries",
+                    )
+                },
             },
         )
         user_data.add_commands(*boot_commands(settings))
-        return user_data

@@ -37,6 +37,7 @@ def gcp_target(path: Path) -> tuple[GcpTarget, bool]:
             ingest_url=f"https://{PLACEHOLDER}.invalid/",
             credential_config={"placeholder": PLACEHOLDER},
             service_account=f"{PLACEHOLDER}@invalid",
+            receipts_subscription=f"projects/{PLACEHOLDER}/subscriptions/receipts",
         )
         return placeholder, False
     return (
@@ -44,6 +45,7 @@ def gcp_target(path: Path) -> tuple[GcpTarget, bool]:
             ingest_url=outputs.ingest_url,
             credential_config=outputs.credential_config,
             service_account=outputs.service_account,
+            receipts_subscription=outputs.receipts_subscription,
         ),
         True,
     )

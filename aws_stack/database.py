@@ -10,7 +10,8 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_rds as rds
 from constructs import Construct
 
-ENGINE = rds.DatabaseInstanceEngine.mysql(version=rds.MysqlEngineVersion.VER_8_4_7)
+from deployment.database_version import engine_version
+
 DATABASE_NAME = "skybridge"
 
 
@@ -27,15 +28,26 @@ class Database(Construct):
         allocated_storage_gib: int,
         backup_retention_days: int,
         production: bool,
+        version: str = "",
     ) -> None:
         super().__init__(scope, construct_id)
+        self.version = engine_version(version)
+        engine = rds.DatabaseInstanceEngine.mysql(
+            version=rds.MysqlEngineVersion.of(self.version, self.version.rsplit(".", 1)[0])
+        )
         parameters = rds.ParameterGroup(
             self,
             "Parameters",
-            engine=ENGINE,
-            description="skybridge: TLS only, UTC, utf8mb4",
+            engine=engine,
+            description="skybridge: TLS only, UTC, utf8mb4, slow queries logged",
             parameters={
-                "require_secure_transport": "ON",
+                # 1, as AWS documents it for MySQL 8.4 (not "ON").
+                "require_secure_transport": "1",
+                # The slow-query log is exported to CloudWatch: turn it on, to a file
+                # (the export reads files, not the mysql.slow_log table).
+                "slow_query_log": "1",
+                "long_query_time": "1",
+                "log_output": "FILE",
                 "time_zone": "UTC",
                 "character_set_server": "utf8mb4",
                 "collation_server": "utf8mb4_0900_ai_ci",
@@ -44,7 +56,7 @@ class Database(Construct):
         self.instance = rds.DatabaseInstance(
             self,
             "Instance",
-            engine=ENGINE,
+            engine=engine,
             instance_type=ec2.InstanceType(instance_class.removeprefix("db.")),
             vpc=vpc,
             vpc_subnets=subnets,

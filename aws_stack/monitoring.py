@@ -37,6 +37,7 @@ class Monitoring(Construct):
         target_group: elbv2.ApplicationTargetGroup,
         group: autoscaling.AutoScalingGroup,
         database: rds.DatabaseInstance,
+        confirm_window_seconds: int,
     ) -> None:
         super().__init__(scope, construct_id)
         lb = load_balancer.metrics
@@ -56,6 +57,15 @@ class Monitoring(Construct):
         backlog = runtime_metric("OutboxBacklog", "relay", "Maximum")
         oldest = runtime_metric("OutboxOldestAgeSeconds", "relay", "Maximum")
         failed = runtime_metric("Failed", "relay")
+        # Delivery receipts: what GCP confirmed, and what it has not (yet).
+        stored = runtime_metric("Stored", "relay")
+        mismatch = runtime_metric("ReceiptMismatch", "relay")
+        unconfirmed = runtime_metric("Unconfirmed", "relay", "Maximum")
+        unconfirmed_age = runtime_metric("UnconfirmedOldestAgeSeconds", "relay", "Maximum")
+        end_to_end = {
+            statistic: runtime_metric("EndToEndLatencyMs", "relay", statistic)
+            for statistic in ("p50", "p99")
+        }
 
         self.dashboard = cloudwatch.Dashboard(self, "Dashboard", dashboard_name=dashboard_name)
         self.dashboard.add_widgets(
@@ -80,6 +90,7 @@ class Monitoring(Construct):
                 left=[
                     runtime_metric("Accepted", "api"),
                     runtime_metric("Forwarded", "relay"),
+                    stored,
                     failed,
                 ],
             ),
@@ -90,6 +101,18 @@ class Monitoring(Construct):
                 left=[runtime_metric("ForwardLatencyMs", "relay", "p99")],
             ),
         )
+        self.dashboard.add_widgets(
+            cloudwatch.GraphWidget(
+                title="End-to-end accepted → stored (ms)",
+                left=[end_to_end["p50"], end_to_end["p99"]],
+            ),
+            cloudwatch.GraphWidget(title="Unconfirmed (forwarded, no receipt)", left=[unconfirmed]),
+            cloudwatch.GraphWidget(title="Oldest unconfirmed (s)", left=[unconfirmed_age]),
+            cloudwatch.GraphWidget(
+                title="Receipts: redelivered / mismatched",
+                left=[runtime_metric("Redelivered", "relay"), mismatch],
+            ),
+        )
 
         alarms = {
             # Users see errors.
@@ -98,6 +121,22 @@ class Monitoring(Construct):
             # GCP is not taking deliveries: the backlog ages.
             "OutboxAge": (oldest, 900, 3, "oldest undelivered submission older than 15 minutes"),
             "FailedSubmissions": (failed, 1, 1, "a submission exhausted its delivery attempts"),
+            # GCP has not confirmed a submission for two windows: reconciliation is forwarding
+            # it again and again (store failing, or receipts not arriving).
+            "UnconfirmedAge": (
+                unconfirmed_age,
+                2 * confirm_window_seconds,
+                3,
+                f"a forwarded submission has had no receipt for {2 * confirm_window_seconds} s",
+            ),
+            # Someone or something stored other content under a submission's id.
+            "ReceiptMismatch": (mismatch, 1, 1, "a receipt's sha256 differs from the accepted one"),
+            "UnconfirmedFailed": (
+                runtime_metric("UnconfirmedFailed", "relay"),
+                1,
+                1,
+                "a submission failed: no receipt after every redelivery",
+            ),
             "DatabaseStorage": (
                 database.metric_free_storage_space(),
                 2 * 1024**3,

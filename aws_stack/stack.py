@@ -15,6 +15,7 @@ from aws_stack.api_service import ApiService, GcpTarget
 from aws_stack.database import Database
 from aws_stack.monitoring import Monitoring
 from aws_stack.network import Network
+from aws_stack.waf import AbuseLimits
 from environments import Environment
 
 
@@ -44,13 +45,33 @@ class SkybridgeStack(Stack):
             allocated_storage_gib=aws.db_allocated_storage_gib,
             backup_retention_days=aws.db_backup_retention_days,
             production=production,
+            version=aws.db_engine_version,
         )
 
         alarm_key = kms.Key(
             self, "AlarmTopicKey", enable_key_rotation=True, description="skybridge alarm topic"
         )
-        for principal in ("cloudwatch.amazonaws.com", "autoscaling.amazonaws.com"):
-            alarm_key.grant(iam.ServicePrincipal(principal), "kms:Decrypt", "kms:GenerateDataKey*")
+        alarm_key.grant(
+            iam.ServicePrincipal("cloudwatch.amazonaws.com"), "kms:Decrypt", "kms:GenerateDataKey*"
+        )
+        # Auto Scaling publishes its notifications as its service-linked role, which needs
+        # the key itself. Named by a condition, not as the principal: KMS rejects a policy
+        # naming a role that does not exist yet, and an account's first group creates it.
+        alarm_key.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="AutoScalingServiceLinkedRole",
+                principals=[iam.AnyPrincipal()],
+                actions=["kms:Decrypt", "kms:GenerateDataKey*"],
+                resources=["*"],
+                conditions={
+                    "StringEquals": {
+                        "aws:PrincipalArn": f"arn:{self.partition}:iam::{self.account}:role/"
+                        "aws-service-role/autoscaling.amazonaws.com/AWSServiceRoleForAutoScaling",
+                        "kms:CallerAccount": self.account,
+                    }
+                },
+            )
+        )
         alarm_topic = sns.Topic(
             self, "AlarmTopic", display_name=f"{environment.prefix} alarms",
             master_key=alarm_key, enforce_ssl=True,
@@ -67,6 +88,8 @@ class SkybridgeStack(Stack):
             wheelhouse=wheelhouse,
             database_secret=database.secret,
             gcp=gcp,
+            confirm_window_seconds=environment.confirm_window_seconds,
+            max_redeliveries=environment.receipts.max_redeliveries,
             instance_type=aws.instance_type,
             min_capacity=aws.min_capacity,
             max_capacity=aws.max_capacity,
@@ -79,6 +102,13 @@ class SkybridgeStack(Stack):
         # Only the instances reach the database, and only on its port.
         database.connections.allow_default_port_from(service.group, "instances to MySQL")
 
+        AbuseLimits(
+            self,
+            "Waf",
+            load_balancer=service.load_balancer,
+            limits=environment.limits,
+            name=environment.prefix,
+        )
         monitoring = Monitoring(
             self,
             "Monitoring",
@@ -88,6 +118,7 @@ class SkybridgeStack(Stack):
             target_group=service.target_group,
             group=service.group,
             database=database.instance,
+            confirm_window_seconds=environment.confirm_window_seconds,
         )
 
         CfnOutput(self, "ApiUrl", value=service.url)

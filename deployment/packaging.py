@@ -98,18 +98,30 @@ class WheelhouseError(RuntimeError):
     """The wheels could not be downloaded; the message says what pip said."""
 
 
-def wheelhouse_path(root: Path = WHEELHOUSE_ROOT, requirements: list[str] | None = None) -> Path:
+def wheelhouse_path(
+    root: Path = WHEELHOUSE_ROOT,
+    requirements: list[str] | None = None,
+    platforms: tuple[str, ...] = INSTANCE_PLATFORMS,
+    python: str = INSTANCE_PYTHON,
+) -> Path:
     """Where the wheelhouse for these requirements lives: named by their hash and the
-    instances' platform, so a change to either makes a new one."""
+    platform, so a change to either makes a new one."""
     text = requirements_text(requirements or runtime_requirements())
-    key = hashlib.sha256(f"{text}{INSTANCE_PLATFORMS}{INSTANCE_PYTHON}".encode()).hexdigest()
-    return root / f"py{INSTANCE_PYTHON.replace('.', '')}-aarch64-{key[:12]}"
+    key = hashlib.sha256(f"{text}{platforms}{python}".encode()).hexdigest()
+    arch = platforms[0].rsplit("_", 1)[-1] if platforms else "any"
+    return root / f"py{python.replace('.', '')}-{arch}-{key[:12]}"
 
 
-def build_wheelhouse(root: Path = WHEELHOUSE_ROOT, requirements: list[str] | None = None) -> Path:
-    """Download every wheel the requirements need on the instances (reused if complete)."""
+def build_wheelhouse(
+    root: Path = WHEELHOUSE_ROOT,
+    requirements: list[str] | None = None,
+    platforms: tuple[str, ...] = INSTANCE_PLATFORMS,
+    python: str = INSTANCE_PYTHON,
+) -> Path:
+    """Download every wheel the requirements need on the instances (reused if complete).
+    `platforms` and `python` name another target (the boot test's: this machine's)."""
     requirements = requirements or runtime_requirements()
-    dest = wheelhouse_path(root, requirements)
+    dest = wheelhouse_path(root, requirements, platforms, python)
     if (dest / COMPLETE).exists():
         return dest
     partial = dest.with_name(dest.name + ".partial")
@@ -117,8 +129,8 @@ def build_wheelhouse(root: Path = WHEELHOUSE_ROOT, requirements: list[str] | Non
     partial.mkdir(parents=True)
     (partial / "requirements.txt").write_text(requirements_text(requirements))
     argv = [sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check"]
-    argv += ["--only-binary=:all:", "--implementation", "cp", "--python-version", INSTANCE_PYTHON]
-    for platform in INSTANCE_PLATFORMS:
+    argv += ["--only-binary=:all:", "--implementation", "cp", "--python-version", python]
+    for platform in platforms:
         argv += ["--platform", platform]
     argv += ["--dest", str(partial / "wheels"), "-r", str(partial / "requirements.txt")]
     done = subprocess.run(argv, capture_output=True, text=True)
@@ -126,7 +138,7 @@ def build_wheelhouse(root: Path = WHEELHOUSE_ROOT, requirements: list[str] | Non
         shutil.rmtree(partial, ignore_errors=True)
         said = (done.stderr or done.stdout).strip().splitlines()[-3:]
         raise WheelhouseError(
-            f"could not download the instances' wheels (arm64, Python {INSTANCE_PYTHON}) from "
+            f"could not download the wheels ({', '.join(platforms)}, Python {python}) from "
             f"the package index: {' / '.join(said)}. Check the network or the index settings "
             "(PIP_INDEX_URL); without a wheelhouse, deploy without `-c wheelhouse=true` and "
             "the instances install from PyPI at boot."

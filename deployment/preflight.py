@@ -1,7 +1,8 @@
 """`python -m deployment.preflight --env <name>`: check before touching either cloud.
 
 Both clouds' credentials are present, they point at the account and project named in
-`environments/<name>.toml`, and the AWS account/region is CDK-bootstrapped. Each failure
+`environments/<name>.toml`, the AWS account/region is CDK-bootstrapped, and RDS still
+creates the MySQL version the database would get (it retires old minors). Each failure
 says how to fix it. Exit code: 0 when every check passes, 1 when any fails, 2 when the
 environment file cannot be read.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 from dataclasses import dataclass
+from typing import Any
 
 import environments
 
@@ -70,6 +72,37 @@ def check_aws(env: environments.Environment) -> list[Finding]:
     return findings
 
 
+def check_database_version(env: environments.Environment, client: Any = None) -> Finding:
+    """The engine version the stack asks for is one RDS creates in the region."""
+    import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from deployment.database_version import engine_version
+
+    version, region = engine_version(env.aws.db_engine_version), env.aws.region
+    client = client or boto3.client("rds", region_name=region)
+    try:
+        pages = client.get_paginator("describe_db_engine_versions").paginate(Engine="mysql")
+        offered = [v["EngineVersion"] for page in pages for v in page["DBEngineVersions"]]
+    except (BotoCoreError, ClientError) as error:
+        return Finding(
+            "database version", False, f"cannot list RDS's MySQL versions in {region}: {error}"
+        )
+    if version in offered:
+        return Finding("database version", True, f"MySQL {version} is offered in {region}")
+    newest = sorted(
+        (v for v in offered if v.startswith("8.4.")),
+        key=lambda v: tuple(int(part) for part in v.split(".")),
+    )[-3:]
+    return Finding(
+        "database version",
+        False,
+        f"RDS no longer creates MySQL {version} in {region} (it retires old minors): set "
+        f"aws.db_engine_version in environments/{env.name}.toml to one it offers "
+        f"({', '.join(newest) or 'no 8.4 at all'}), or upgrade aws-cdk-lib for a newer default",
+    )
+
+
 def check_gcp(env: environments.Environment) -> list[Finding]:
     import google.auth
     from google.auth.exceptions import DefaultCredentialsError
@@ -102,7 +135,10 @@ def check_gcp(env: environments.Environment) -> list[Finding]:
 
 def run(env_name: str) -> list[Finding]:
     env = environments.load(env_name)
-    return check_aws(env) + check_gcp(env)
+    aws = check_aws(env)
+    if all(finding.ok for finding in aws):
+        aws.append(check_database_version(env))
+    return aws + check_gcp(env)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -38,6 +38,8 @@ class AwsSettings(_Section):
     db_multi_az: bool = False
     db_allocated_storage_gib: Annotated[int, Field(ge=20, le=1000)] = 20
     db_backup_retention_days: Annotated[int, Field(ge=1, le=35)] = 7
+    # Empty: the newest MySQL 8.4 minor aws-cdk-lib knows (minor upgrades are automatic).
+    db_engine_version: Annotated[str, Field(pattern=r"^$|^8\.4\.\d+$")] = ""
     certificate_arn: str = ""
     relay_role_name: Annotated[str, Field(pattern=r"^[\w+=,.@-]{1,64}$")]
 
@@ -94,6 +96,36 @@ class GcpSettings(_Section):
         return value
 
 
+# The retry policy on the store trigger's subscription (gcp_stack.resources.
+# trigger_dead_letter; a test keeps the two in step): exponential backoff between these.
+PUSH_MIN_BACKOFF_SECONDS = 10
+PUSH_MAX_BACKOFF_SECONDS = 600
+
+
+def push_retry_budget_seconds(max_delivery_attempts: int) -> int:
+    """How long Pub/Sub keeps redelivering a message `store` fails before it dead-letters
+    it: the backoff doubles from the minimum up to the maximum between attempts (dev, 5
+    attempts: 150 s; prod, 10 attempts: 2,430 s)."""
+    return sum(
+        min(PUSH_MAX_BACKOFF_SECONDS, PUSH_MIN_BACKOFF_SECONDS * 2**attempt)
+        for attempt in range(max_delivery_attempts - 1)
+    )
+
+
+class ReceiptSettings(_Section):
+    # How long the AWS side waits for GCP's receipt before forwarding a submission again
+    # (doubling with each redelivery); 0: twice the push retry budget, at least 5 minutes.
+    confirm_window_seconds: Annotated[int, Field(ge=0)] = 0
+    max_redeliveries: Annotated[int, Field(ge=0, le=50)] = 5
+
+
+class LimitSettings(_Section):
+    """Abuse limits (aws_stack/waf.py). WAF's rate-based rules count over 5 minutes and
+    take at least 10 (https://docs.aws.amazon.com/waf/latest/APIReference/API_RateBasedStatement.html)."""
+
+    requests_per_ip_per_5_minutes: Annotated[int, Field(ge=10, le=2_000_000_000)] = 3000
+
+
 class AlertSettings(_Section):
     email: Annotated[str, Field(pattern=r"^$|^[^@\s]+@[^@\s]+\.[^@\s]+$")] = ""
 
@@ -104,6 +136,8 @@ class Environment(_Section):
     aws: AwsSettings
     gcp: GcpSettings
     alerts: AlertSettings = AlertSettings()
+    receipts: ReceiptSettings = ReceiptSettings()
+    limits: LimitSettings = LimitSettings()
 
     @field_validator("name")
     @classmethod
@@ -115,6 +149,13 @@ class Environment(_Section):
     @property
     def prefix(self) -> str:
         return f"skybridge-{self.name}"
+
+    @property
+    def confirm_window_seconds(self) -> int:
+        """The reconciliation window: longer than Pub/Sub's push retry budget, so what is
+        still being retried inside GCP is not forwarded a second time."""
+        budget = push_retry_budget_seconds(self.gcp.max_delivery_attempts)
+        return self.receipts.confirm_window_seconds or max(300, 2 * budget)
 
 
 def available() -> list[str]:
@@ -144,4 +185,11 @@ def load(name: str, directory: Path = DIRECTORY) -> Environment:
         raise EnvironmentFileError(f"{path}: name = {environment.name!r} must match the file name")
     if environment.aws.min_capacity > environment.aws.max_capacity:
         raise EnvironmentFileError(f"{path}: aws.min_capacity must not exceed aws.max_capacity")
+    budget = push_retry_budget_seconds(environment.gcp.max_delivery_attempts)
+    if 0 < environment.receipts.confirm_window_seconds <= budget:
+        raise EnvironmentFileError(
+            f"{path}: receipts.confirm_window_seconds must exceed the push retry budget of "
+            f"gcp.max_delivery_attempts = {environment.gcp.max_delivery_attempts} ({budget} s); "
+            f"raise it or set 0 for twice the budget"
+        )
     return environment

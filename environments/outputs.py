@@ -39,6 +39,8 @@ class GcpOutputs(BaseModel):
     bucket: str
     topic: str
     dead_letter_topic: str
+    receipts_topic: str  # where store publishes a receipt for every stored object
+    receipts_subscription: str  # the relay's pull subscription on it (its only subscriber)
 
 
 class AwsOutputs(BaseModel):

@@ -203,6 +203,10 @@ def outputs(engine: Engine, environment: environments.Environment) -> handover.G
         bucket=names.bucket,
         topic=f"projects/{environment.gcp.project}/topics/{names.topic}",
         dead_letter_topic=f"projects/{environment.gcp.project}/topics/{names.dead_letter}",
+        receipts_topic=f"projects/{environment.gcp.project}/topics/{names.receipts}",
+        receipts_subscription=(
+            f"projects/{environment.gcp.project}/subscriptions/{names.receipts_subscription}"
+        ),
     )
 
 

@@ -126,7 +126,21 @@ def monitoring(
             ),
             0,
             "60s",
-            f"Messages were dead-lettered: pull them from subscription {names.dead_letter}.",
+            f"Messages were dead-lettered in subscription {names.dead_letter}. The AWS relay "
+            "forwards every unconfirmed submission again after its window (reconciliation), "
+            "so nothing needs to be pulled by hand: find why store failed them.",
+        ),
+        alert(
+            "receipts not consumed",
+            _metric_filter(
+                "pubsub.googleapis.com/subscription/oldest_unacked_message_age",
+                f"{subscription_filter} AND "
+                f'resource.labels.subscription_id="{names.receipts_subscription}"',
+            ),
+            900,
+            "300s",
+            f"Receipts wait more than 15 minutes in {names.receipts_subscription}: the AWS relay "
+            "is not confirming deliveries (down, or its Workload Identity access is broken).",
         ),
     ]
 
@@ -179,6 +193,12 @@ def monitoring(
               f'{subscription_filter} AND resource.labels.subscription_id="{names.dead_letter}"'),
         chart("Objects written",
               f"logging.googleapis.com/user/{prefix}-submission-stored", run),
+        chart("Receipts published", "pubsub.googleapis.com/topic/send_message_operation_count",
+              f'resource.type="pubsub_topic" AND resource.labels.topic_id="{names.receipts}"'),
+        chart("Receipts waiting for AWS (oldest, s)",
+              "pubsub.googleapis.com/subscription/oldest_unacked_message_age",
+              f"{subscription_filter} AND "
+              f'resource.labels.subscription_id="{names.receipts_subscription}"', "REDUCE_MAX"),
     ]  # fmt: skip
     resources.append(
         Dashboard(

@@ -46,6 +46,14 @@ class Names:
         return f"{self.prefix}-dead-letter"
 
     @property
+    def receipts(self) -> str:
+        return f"{self.prefix}-receipts"
+
+    @property
+    def receipts_subscription(self) -> str:
+        return f"{self.prefix}-receipts-relay"
+
+    @property
     def pool(self) -> str:
         return fit(f"{self.prefix}-aws", LIMITS["pool"])
 

@@ -83,6 +83,16 @@ def build(environment: Environment, api_url: str = "") -> list[Resource]:
         topic=names.dead_letter,
         labels=labels,
     )
+    # Receipts: store publishes one per stored object; the relay on AWS is the only
+    # subscriber (pull, through Workload Identity: no inbound endpoint on AWS).
+    receipts = Topic(f"topic/{names.receipts}", all_apis, labels=labels)
+    receipts_sub = Subscription(
+        f"subscription/{names.receipts_subscription}",
+        (receipts.key,),
+        topic=names.receipts,
+        labels=labels,
+        ack_deadline_seconds=60,
+    )
     bucket = Bucket(
         f"bucket/{names.bucket}",
         all_apis,
@@ -104,12 +114,16 @@ def build(environment: Environment, api_url: str = "") -> list[Resource]:
     )
     store = Function(
         f"function/{names.function('store')}",
-        (*all_apis, sa["store"].key, topic.key, bucket.key, *build_deps),
+        (*all_apis, sa["store"].key, topic.key, bucket.key, receipts.key, *build_deps),
         entry_point="store",
         runtime=gcp.function_runtime,
         service_account=names.email("store"),
         build_service_account=names.email("build"),
-        environment=env_common | {"SKYBRIDGE_BUCKET": names.bucket},
+        environment=env_common
+        | {
+            "SKYBRIDGE_BUCKET": names.bucket,
+            "SKYBRIDGE_RECEIPTS_TOPIC": f"projects/{gcp.project}/topics/{names.receipts}",
+        },
         labels=labels,
         trigger_topic=names.topic,
     )
@@ -134,6 +148,12 @@ def build(environment: Environment, api_url: str = "") -> list[Resource]:
          (topic.key, sa["ingest"].key)),
         ("bucket", names.bucket, "roles/storage.objectCreator",
          f"serviceAccount:{names.email('store')}", (bucket.key, sa["store"].key)),
+        # Receipts, least privilege: store may only publish to the receipts topic, the relay
+        # may only pull from (and ack on) its subscription.
+        ("topic", names.receipts, "roles/pubsub.publisher",
+         f"serviceAccount:{names.email('store')}", (receipts.key, sa["store"].key)),
+        ("subscription", names.receipts_subscription, "roles/pubsub.subscriber",
+         f"serviceAccount:{names.email('relay')}", (receipts_sub.key, sa["relay"].key)),
         ("run_service", names.function("ingest"), "roles/run.invoker",
          f"serviceAccount:{names.email('relay')}", (ingest.key, sa["relay"].key)),
         ("run_service", names.function("store"), "roles/run.invoker",
@@ -177,6 +197,8 @@ def build(environment: Environment, api_url: str = "") -> list[Resource]:
         topic,
         dead_letter,
         dead_letter_sub,
+        receipts,
+        receipts_sub,
         bucket,
         ingest,
         store,

@@ -12,6 +12,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+import environments
 from local_stack.stack import LocalStack, Options
 
 
@@ -31,15 +32,26 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--workdir", type=Path, help="logs and SQLite file (default: a temp dir)")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("up", help="start everything and wait for Ctrl-C")
-    demo = sub.add_parser("demo", help="start, push submissions through, check, stop")
-    demo.add_argument("--count", type=int, default=300, help="submissions to send (default 300)")
+    up = sub.add_parser("up", help="start everything and wait for Ctrl-C")
+    up.add_argument("--watch", action="store_true", help="show the live view while running")
+    demo = sub.add_parser("demo", help="the story in acts: traffic, GCP away and back, verified")
+    demo.add_argument("--rate", type=float, default=20, help="submissions a second (default 20)")
+    demo.add_argument("--outage", type=float, default=15, help="seconds GCP is away (default 15)")
     demo.add_argument("--timeout", type=float, default=120, help="seconds to wait for storage")
+    for command in (up, demo):
+        command.add_argument(
+            "--no-aws-alarms",
+            dest="aws_alarms",
+            action="store_false",
+            help="evaluate GCP's alert policies only (skips the CDK synth, which needs Node)",
+        )
     args = parser.parse_args(argv)
     if args.db.startswith("mysql://"):
         args.db = "mysql+pymysql://" + args.db.removeprefix("mysql://")
     if args.db and not args.db.startswith(("mysql+pymysql://", "sqlite:///")):
         parser.error("--db must be a mysql://, mysql+pymysql:// or sqlite:/// URL")
+    if args.command == "demo" and (args.rate <= 0 or args.outage <= 0):
+        parser.error("--rate and --outage must be positive numbers")
     return args
 
 
@@ -54,7 +66,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     console = Console()
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="skybridge-local-"))
-    stack = LocalStack(Options(workdir=workdir, database_url=args.db, pubsub=args.pubsub))
+    # Named like the dev environment, so its monitoring's name filters select the same things.
+    options = Options(workdir=workdir, database_url=args.db, pubsub=args.pubsub,
+                      prefix=environments.load("dev").prefix)  # fmt: skip
+    stack = LocalStack(options)
     stopping = threading.Event()
 
     def stop(signum, _frame) -> None:
@@ -71,8 +86,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "demo":
             from local_stack.demo import demo
 
-            return demo(stack, args.count, args.timeout, console)
+            return demo(stack, console, rate=args.rate, outage=args.outage,
+                        timeout=args.timeout, aws_alarms=args.aws_alarms)  # fmt: skip
         console.print("[bold]running — Ctrl-C stops everything")
+        if args.watch:
+            from local_stack.demo import watch
+
+            return watch(stack, console, stopping, args.aws_alarms)
         while not stopping.wait(0.5):
             if dead := stack.dead_children():
                 console.print(f"[red]{', '.join(dead)} exited; stopping (logs: {stack.logs})")

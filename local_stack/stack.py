@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gcp_stack.names import Names as CloudNames
 from local_stack.ports import free_port
 from local_stack.processes import Child, http_ready, log_ready, tcp_ready
 from local_stack.storage import FakeGcs
@@ -25,13 +26,49 @@ PROJECT = "skybridge-local"
 
 @dataclass
 class Names:
-    topic: str = f"projects/{PROJECT}/topics/submissions"
-    dead_letter_topic: str = f"projects/{PROJECT}/topics/submissions-dead-letter"
-    push_subscription: str = f"projects/{PROJECT}/subscriptions/store-push"
-    dead_letter_subscription: str = f"projects/{PROJECT}/subscriptions/submissions-dead-letter"
-    receipts_topic: str = f"projects/{PROJECT}/topics/receipts"
-    receipts_subscription: str = f"projects/{PROJECT}/subscriptions/receipts-relay"
-    bucket: str = "skybridge-local-assets"
+    """The cloud's names for the same things (gcp_stack.names), so that a monitoring filter
+    naming a subscription or a function selects the same one here."""
+
+    prefix: str = "skybridge-local"
+
+    @property
+    def cloud(self) -> CloudNames:
+        return CloudNames(self.prefix, PROJECT)
+
+    def _topic(self, topic_id: str) -> str:
+        return f"projects/{PROJECT}/topics/{topic_id}"
+
+    def _subscription(self, subscription_id: str) -> str:
+        return f"projects/{PROJECT}/subscriptions/{subscription_id}"
+
+    @property
+    def topic(self) -> str:
+        return self._topic(self.cloud.topic)
+
+    @property
+    def dead_letter_topic(self) -> str:
+        return self._topic(self.cloud.dead_letter)
+
+    @property
+    def push_subscription(self) -> str:
+        # On GCP Eventarc names the trigger's subscription itself.
+        return self._subscription(f"{self.prefix}-store-push")
+
+    @property
+    def dead_letter_subscription(self) -> str:
+        return self._subscription(self.cloud.dead_letter)
+
+    @property
+    def receipts_topic(self) -> str:
+        return self._topic(f"{self.prefix}-receipts")
+
+    @property
+    def receipts_subscription(self) -> str:
+        return self._subscription(f"{self.prefix}-receipts-relay")
+
+    @property
+    def bucket(self) -> str:
+        return f"{self.prefix}-assets"
 
 
 @dataclass
@@ -49,13 +86,16 @@ class Options:
     reconcile: bool = True
     relay_env: dict[str, str] = field(default_factory=dict)
     store_source: str = ""  # another functions-framework source for `store` (fault tests)
+    ingest_source: str = ""  # likewise for `ingest`
     pubsub: str = "ours"  # or "google": gcloud's emulator (Java), where installed
+    prefix: str = "skybridge-local"  # what the GCP stack's prefix would be (Names)
+    sample_interval: float = 0.25  # seconds between platform samples (Pub/Sub, health checks)
 
 
 class LocalStack:
     def __init__(self, options: Options) -> None:
         self.options = options
-        self.names = Names()
+        self.names = Names(options.prefix)
         self.logs = options.workdir / "logs"
         self.database_url = (
             options.database_url or f"sqlite:///{options.workdir / 'skybridge.sqlite3'}"
@@ -98,7 +138,7 @@ class LocalStack:
             "SKYBRIDGE_INGEST_URL": self.url("ingest") + "/",
             "SKYBRIDGE_TOKEN_SOURCE": "none",
             "SKYBRIDGE_SOURCE": "local",
-            "SKYBRIDGE_METRICS": "log",
+            "SKYBRIDGE_METRICS": "emf",  # the API and relay write what CloudWatch reads
             "SKYBRIDGE_RECEIPTS_TOPIC": self.names.receipts_topic,
         }
 
@@ -113,6 +153,7 @@ class LocalStack:
             self.gcs.start()
             self._migrate()  # before anything is ready, so before the API takes a request
             waiting.append(self._spawn("relay"))
+            waiting.append(self._spawn("probe"))
             for name, ready in waiting:
                 self.children[name].wait_ready(ready)
                 if name == "pubsub":
@@ -126,15 +167,19 @@ class LocalStack:
         env = self.environ()
         if name == "pubsub":
             port = str(self.ports["pubsub"])
-            argv = [sys.executable, "-m", "local_stack.pubsub", "--port", port]
+            argv = [sys.executable, "-m", "local_stack.pubsub", "--port", port,
+                    "--sample-interval", str(self.options.sample_interval)]  # fmt: skip
             if self.options.pubsub == "google":
                 (self.logs / "pubsub").mkdir(parents=True, exist_ok=True)
                 argv = ["gcloud", "beta", "emulators", "pubsub", "start"]
                 argv += [f"--host-port=127.0.0.1:{port}", f"--data-dir={self.logs / 'pubsub'}"]
         elif name in ("ingest", "store"):
+            # functions-framework's own command line, served with Cloud Run's request log.
             argv = commands.function_argv(name, self.ports[name])
-            if name == "store" and self.options.store_source:
-                argv[argv.index("--source") + 1] = self.options.store_source
+            argv[1:3] = ["-m", "local_stack.function_host"]
+            source = {"store": self.options.store_source, "ingest": self.options.ingest_source}
+            if source[name]:
+                argv[argv.index("--source") + 1] = source[name]
         elif name == "api":
             argv = commands.api_argv(f"127.0.0.1:{self.ports['api']}", self.options.api_workers)
         elif name == "relay":
@@ -145,12 +190,16 @@ class LocalStack:
                 "SKYBRIDGE_RELAY_BREAKER_COOLDOWN": "1",
                 "SKYBRIDGE_RELAY_LEASE_SECONDS": "10",
                 "SKYBRIDGE_RELAY_POLL_INTERVAL": "0.05",
+                "SKYBRIDGE_RELAY_GAUGE_INTERVAL": str(self.options.sample_interval),
                 "SKYBRIDGE_RECEIPTS_SUBSCRIPTION": self.names.receipts_subscription,
                 "SKYBRIDGE_RECEIPTS_PULL_TIMEOUT": "2",
                 "SKYBRIDGE_CONFIRM_WINDOW_SECONDS": str(self.options.confirm_window),
                 "SKYBRIDGE_RECONCILE": "true" if self.options.reconcile else "false",
                 "SKYBRIDGE_RECONCILE_INTERVAL_SECONDS": "0.5",
             } | self.options.relay_env
+        elif name == "probe":
+            argv = [sys.executable, "-m", "local_stack.probe", self.url("api"),
+                    "--interval", str(self.options.sample_interval)]  # fmt: skip
         else:
             raise KeyError(name)
         return Child(name, argv, env, self.logs)
@@ -168,6 +217,7 @@ class LocalStack:
             "store": http_ready(self.url("store") + "/"),
             "api": http_ready(self.url("api") + "/healthz"),
             "relay": log_ready(child.log_path, '"event": "relay.started"'),
+            "probe": lambda: True,
         }[name]
         self.children[name] = child.spawn()
         return name, ready
@@ -183,7 +233,7 @@ class LocalStack:
 
     # Callers before what they call, so a request in flight can finish: the relay waits on
     # ingest, ingest on Pub/Sub, the push to store on Pub/Sub and store on storage.
-    STOP_WAVES = (("relay", "api"), ("ingest", "store"), ("pubsub",))
+    STOP_WAVES = (("probe", "relay", "api"), ("ingest", "store"), ("pubsub",))
 
     def stop(self) -> None:
         """Stop every process; safe to call twice and after a child died. Each wave is told

@@ -14,7 +14,8 @@ mainstream parser reads the same way, plus a depth and a size:
 * Numbers: finite doubles only (`1e400` overflows to infinity in Python's `json`, and
   `NaN`/`Infinity` are not JSON); integers within ±(2^53 - 1), the range a double holds
   exactly (RFC 7493 §2.2): beyond it JavaScript, BigQuery or a float-based parser would read
-  another number than the client sent, so such integers are refused (send them as strings).
+  another number than the client sent, so such integers are refused (send them as strings),
+  in any notation (`1e20` is an integer to JSON Schema), so no number lies outside that range.
 * Object keys unique within their object (RFC 7493 §2.3): with duplicates, parsers differ on
   which value wins.
 * At most `MAX_DEPTH` levels of nesting in a submission (the body `{"type", "data"}` is
@@ -106,6 +107,15 @@ def check(value: Any, location: tuple[str | int, ...] = (), depth: int = 0) -> N
     elif isinstance(value, float):
         if not math.isfinite(value):
             raise JsonRejected(location, "numbers must be finite doubles (this one overflows)")
+        # 1e20 is the integer 10^20 to JSON Schema and to JavaScript, whatever its notation,
+        # so the integer bound applies to it too; every double past 2^53 is integral, which
+        # makes the whole rule "every number within ±(2^53 - 1)", as the OpenAPI says.
+        if not -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
+            raise JsonRejected(
+                location,
+                "numbers must be within ±(2^53 - 1) (RFC 7493), in any notation;"
+                " send larger ones as strings",
+            )
     elif isinstance(value, dict):
         if depth + 1 > MAX_DEPTH:
             raise JsonRejected(location, f"nested deeper than {MAX_DEPTH} levels")

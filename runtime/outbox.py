@@ -212,13 +212,17 @@ def discard(connection: Connection, ids: list[str]) -> None:
     connection.execute(delete(outbox).where(outbox.c.submission_id.in_(ids)))
 
 
-def stats(connection: Connection, now: datetime) -> tuple[int, float]:
-    """(pending rows, age in seconds of the oldest pending row)."""
-    row = connection.execute(
-        select(func.count(), func.min(outbox.c.created_at)).select_from(outbox)
-    ).one()
-    count: int = row[0]
-    oldest: datetime | None = row[1]
+def stats(connection: Connection, now: datetime, cap: int | None = None) -> tuple[int, float]:
+    """(pending rows, counted up to `cap` when given; age in seconds of the oldest pending
+    row). The oldest is the lowest id (ids grow with insertion): one primary-key lookup,
+    never a scan; with a cap, the count reads at most `cap` index entries."""
+    rows = select(outbox.c.id)
+    if cap is not None:
+        rows = rows.limit(cap)
+    count = connection.execute(select(func.count()).select_from(rows.subquery())).scalar_one()
+    oldest: datetime | None = connection.execute(
+        select(outbox.c.created_at).order_by(outbox.c.id).limit(1)
+    ).scalar()
     if oldest is not None and oldest.tzinfo is None:
         oldest = oldest.replace(tzinfo=UTC)  # aggregates skip the column's type on SQLite
     age = (now - oldest).total_seconds() if oldest else 0.0

@@ -41,6 +41,8 @@ class Settings(BaseModel):
     # API
     max_body_bytes: int = Field(default=256 * 1024, ge=1024, le=1024 * 1024)  # jsondoc
     retry_after_seconds: int = Field(default=5, ge=1)
+    submissions_per_minute: int = Field(default=0, ge=0)  # per client and worker; 0: off
+    trusted_proxy_hops: int = Field(default=0, ge=0, le=1)  # 1 behind the ALB
 
     # Relay
     ingest_url: str = ""
@@ -59,6 +61,7 @@ class Settings(BaseModel):
     relay_backoff_max: float = Field(default=300.0, gt=0)
     relay_breaker_threshold: int = Field(default=5, ge=1)
     relay_breaker_cooldown: float = Field(default=10.0, gt=0)
+    relay_gauge_interval: float = Field(default=10.0, gt=0)  # outbox backlog metrics
 
     # Receipts (relay): the pull subscription on GCP's receipts topic, and reconciliation —
     # a forwarded submission without a receipt after the window (doubling with each

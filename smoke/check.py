@@ -31,7 +31,7 @@ def varied_submissions(count: int, seed: int = 7) -> list[dict[str, Any]]:
         lambda i: {"caption": rng.choice(words), "n": i},
         lambda i: {"nested": {"list": [1, 2.5, None, True, {"k": rng.choice(words)}]}, "i": i},
         lambda i: {"blob": "".join(rng.choices(string.ascii_letters, k=rng.randint(1, 20_000)))},
-        lambda i: {"big_int": 2**53 - i, "neg": -i, "float": i / 7},
+        lambda i: {"big_int": 2**53 - 1 - i, "neg": -i, "float": i / 7},  # I-JSON range
         lambda i: {},
         lambda i: {"tags": [rng.choice(words) for _ in range(rng.randint(0, 30))], "i": i},
     ]
@@ -175,12 +175,17 @@ def wait_for_objects(
     `healthy` says waiting is pointless."""
     wanted = {sent.object_name for sent in report.accepted}
     deadline = time.monotonic() + timeout
-    while wanted - report.stored.keys() and time.monotonic() < deadline and healthy():
-        for name, download in list_objects():
-            if name in wanted and name not in report.stored:
-                report.stored[name] = json.loads(download())
+
+    def fetch(item: tuple[str, Callable[[], bytes]]) -> tuple[str, dict[str, Any]]:
+        return item[0], json.loads(item[1]())
+
+    with ThreadPoolExecutor(8) as pool:  # one download is a round trip: overlap them
+        while wanted - report.stored.keys() and time.monotonic() < deadline and healthy():
+            new = [(n, d) for n, d in list_objects() if n in wanted and n not in report.stored]
+            for name, asset in pool.map(fetch, new):
+                report.stored[name] = asset
                 progress(1)
-        time.sleep(0.2)
+            time.sleep(0.2)
 
 
 def follow_statuses(
@@ -190,18 +195,23 @@ def follow_statuses(
     GCP's receipt confirmed it) or the timeout."""
     session = _session()
     deadline = time.monotonic() + timeout
-    while True:
-        for sent in report.accepted:
-            if report.statuses.get(sent.id, {}).get("status") == "stored":
-                continue
-            response = session.get(f"{api_url}/v1/submissions/{sent.id}", timeout=10)
-            body = response.json() if response.status_code == 200 else {}
-            report.statuses[sent.id] = body or {"status": f"HTTP {response.status_code}"}
-            if body.get("status") == "stored":
-                progress(1)
-        if report.confirmed == len(report.accepted) or time.monotonic() > deadline:
-            return
-        time.sleep(0.25)
+
+    def read(sent: Sent) -> tuple[str, dict[str, Any]]:
+        response = session.get(f"{api_url}/v1/submissions/{sent.id}", timeout=10)
+        body = response.json() if response.status_code == 200 else {}
+        return sent.id, body or {"status": f"HTTP {response.status_code}"}
+
+    with ThreadPoolExecutor(8) as pool:  # one status is a round trip: overlap them
+        while True:
+            waiting = [s for s in report.accepted
+                       if report.statuses.get(s.id, {}).get("status") != "stored"]  # fmt: skip
+            for sid, body in pool.map(read, waiting):
+                report.statuses[sid] = body
+                if body.get("status") == "stored":
+                    progress(1)
+            if report.confirmed == len(report.accepted) or time.monotonic() > deadline:
+                return
+            time.sleep(0.25)
 
 
 def compare(report: Report) -> None:

@@ -38,8 +38,10 @@ def answers(url: str) -> bool:
 
 
 class ThrowawayServer:
-    def __init__(self) -> None:
+    def __init__(self, options: tuple[str, ...] = ()) -> None:
+        """`options`: more server options (the boot test's TLS certificate and key)."""
         self.directory = Path(tempfile.mkdtemp(prefix="skybridge-mysql-"))
+        self.options = options
         self.port = free_port()
         self.process: subprocess.Popen | None = None
 
@@ -68,6 +70,7 @@ class ThrowawayServer:
                 f"--socket={self.directory / 'mysql.sock'}",
                 "--skip-log-bin",
                 "--innodb-buffer-pool-size=64M",
+                *self.options,
             ],
             stdout=log,
             stderr=log,

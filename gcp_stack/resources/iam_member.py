@@ -26,7 +26,15 @@ POLICY_VERSION = 3
 # (tpgresource/utils.go: IsConflictError).
 CONFLICT_STATUS = frozenset({409, 412})
 TARGET_KINDS = frozenset(
-    {"project", "topic", "bucket", "service_account", "run_service", "trigger_subscription"}
+    {
+        "project",
+        "topic",
+        "subscription",
+        "bucket",
+        "service_account",
+        "run_service",
+        "trigger_subscription",
+    }
 )
 
 
@@ -34,8 +42,8 @@ TARGET_KINDS = frozenset(
 class IamMember(Resource):
     """One member in one role on one resource's IAM policy (read-modify-write with etag)."""
 
-    # "project", "topic:<name>", "bucket:<name>", "service_account:<email>",
-    # "run_service:<name>", "trigger_subscription:<function>"
+    # "project", "topic:<name>", "subscription:<name>", "bucket:<name>",
+    # "service_account:<email>", "run_service:<name>", "trigger_subscription:<function>"
     target: str = ""
     role: str = ""
     member: str = ""
@@ -48,8 +56,12 @@ class IamMember(Resource):
     def _policy_calls(self, ctx: Context):
         """(get, set) request factories for the target's policy; None if the target is absent."""
         kind, _, name = self.target.partition(":")
-        if kind == "trigger_subscription":
-            path = trigger_subscription(ctx, self.key, name)
+        if kind in ("trigger_subscription", "subscription"):
+            path = (
+                trigger_subscription(ctx, self.key, name)
+                if kind == "trigger_subscription"
+                else f"projects/{ctx.project}/subscriptions/{name}"
+            )
             if path is None:
                 return None
             subscriptions = ctx.api.client("pubsub", "v1").projects().subscriptions()

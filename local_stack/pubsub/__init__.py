@@ -1,10 +1,11 @@
 """A Pub/Sub emulator that the real google-cloud-pubsub clients use via PUBSUB_EMULATOR_HOST.
 
 gRPC, in one process: topics, subscriptions (ack deadline, retry policy, dead-letter policy,
-push config, message ordering), Publish, Pull, StreamingPull, Acknowledge, ModifyAckDeadline,
-redelivery after the ack deadline, push delivery in Pub/Sub's push JSON format with
-exponential backoff between the retry policy's bounds, and dead-lettering after
-`max_delivery_attempts`.
+push config, message ordering, filters, exactly-once delivery, retention), paged lists,
+UpdateTopic, snapshots and Seek, DetachSubscription, Publish, Pull, StreamingPull,
+Acknowledge, ModifyAckDeadline, redelivery after the ack deadline, push delivery in
+Pub/Sub's push JSON format with exponential backoff between the retry policy's bounds, and
+dead-lettering after `max_delivery_attempts`.
 
 google-cloud-pubsub ships no servicer classes, so the services are generic gRPC handlers
 over the proto-plus types. Errors carry the status codes Google's service uses
@@ -13,10 +14,12 @@ UNKNOWN: the client retries UNKNOWN for a minute.
 
     python -m local_stack.pubsub --port 8085
 
-The modules, one concept each: `state` (what is stored, and the lookups), `rules` (what the
-service accepts, with its defaults), `admin` (topics and subscriptions), `delivery`
-(publish, pull, ack, redelivery, dead-lettering), `push` (push delivery), `streaming`
-(StreamingPull), `service` (the gRPC method tables), `server` (the emulator in-process).
+The modules, one concept each: `state` (what is stored, and the lookups), `errors`, `rules`
+(what the service accepts, with its defaults and limits), `filters` (the filter language),
+`admin` (topics and subscriptions), `paging`, `delivery` (publish, pull, ack, redelivery,
+ordering, exactly-once, dead-lettering), `snapshots` (snapshots and Seek), `push` (push
+delivery), `streaming` (StreamingPull), `service` (the gRPC method tables), `server` (the
+emulator in-process).
 """
 
 from local_stack.pubsub.server import PubSubEmulator

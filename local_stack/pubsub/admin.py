@@ -1,23 +1,25 @@
-"""Topics and subscriptions: create, get, list, update, delete."""
+"""Topics and subscriptions: create, get, list (paged), update, delete."""
 
 from __future__ import annotations
 
 from google.pubsub_v1 import types
 
-from local_stack.pubsub.errors import already_exists, invalid
+from local_stack.pubsub.errors import already_exists
+from local_stack.pubsub.paging import page
 from local_stack.pubsub.rules import (
-    IMMUTABLE,
-    SUBSCRIPTION_RE,
-    TOPIC_RE,
+    IMMUTABLE_SUBSCRIPTION,
+    IMMUTABLE_TOPIC,
+    masked_update,
+    validate_push_endpoint,
     validate_subscription,
+    validate_topic,
 )
 from local_stack.pubsub.state import DELETED_TOPIC, State, Subscription
 
 
 class Admin(State):
     def create_topic(self, topic: types.Topic) -> types.Topic:
-        if not TOPIC_RE.match(topic.name):
-            raise invalid(f"Invalid [topics] name: ({topic.name})")
+        validate_topic(topic)
         with self.lock:
             if topic.name in self.topics:
                 raise already_exists("Topic already exists")
@@ -28,14 +30,31 @@ class Admin(State):
         with self.lock:
             return self._topic(name)
 
-    def list_topics(self, project: str) -> list[types.Topic]:
+    def update_topic(self, patch: types.Topic, paths: list[str]) -> types.Topic:
         with self.lock:
-            return [t for n, t in sorted(self.topics.items()) if n.startswith(f"{project}/")]
+            updated = masked_update(self._topic(patch.name), patch, paths, IMMUTABLE_TOPIC)
+            validate_topic(updated)
+            self.topics[patch.name] = updated
+            return updated
 
-    def topic_subscriptions(self, name: str) -> list[str]:
+    def list_topics(
+        self, project: str, size: int = 0, token: str = ""
+    ) -> tuple[list[types.Topic], str]:
+        with self.lock:
+            names = sorted(n for n in self.topics if n.startswith(f"{project}/"))
+            return page(names, [self.topics[n] for n in names], size, token)
+
+    def topic_subscriptions(self, name: str, size: int = 0, token: str = "") -> tuple[list, str]:
         with self.lock:
             self._topic(name)
-            return sorted(n for n, s in self.subscriptions.items() if s.proto.topic == name)
+            names = sorted(n for n, s in self.subscriptions.items() if s.proto.topic == name)
+            return page(names, names, size, token)
+
+    def topic_snapshots(self, name: str, size: int = 0, token: str = "") -> tuple[list, str]:
+        with self.lock:
+            self._topic(name)
+            names = sorted(n for n, s in self.snapshots.items() if s.proto.topic == name)
+            return page(names, names, size, token)
 
     def delete_topic(self, name: str) -> None:
         with self.lock:
@@ -46,8 +65,6 @@ class Admin(State):
                     subscription.proto.topic = DELETED_TOPIC
 
     def create_subscription(self, proto: types.Subscription) -> types.Subscription:
-        if not SUBSCRIPTION_RE.match(proto.name):
-            raise invalid(f"Invalid [subscriptions] name: ({proto.name})")
         validate_subscription(proto)
         with self.lock:
             self._topic(proto.topic)
@@ -63,13 +80,12 @@ class Admin(State):
         with self.lock:
             return self._subscription(name).proto
 
-    def list_subscriptions(self, project: str) -> list[types.Subscription]:
+    def list_subscriptions(
+        self, project: str, size: int = 0, token: str = ""
+    ) -> tuple[list[types.Subscription], str]:
         with self.lock:
-            return [
-                s.proto
-                for n, s in sorted(self.subscriptions.items())
-                if n.startswith(f"{project}/")
-            ]
+            names = sorted(n for n in self.subscriptions if n.startswith(f"{project}/"))
+            return page(names, [self.subscriptions[n].proto for n in names], size, token)
 
     def delete_subscription(self, name: str) -> None:
         with self.lock:
@@ -77,24 +93,29 @@ class Admin(State):
             del self.subscriptions[name]
 
     def update_subscription(
-        self, proto: types.Subscription, paths: list[str]
+        self, patch: types.Subscription, paths: list[str]
     ) -> types.Subscription:
-        unknown = [p for p in paths if p in IMMUTABLE or p not in types.Subscription.meta.fields]
-        if not paths or unknown:
-            raise invalid(f"update_mask names no field that can be updated: {unknown}")
         with self.lock:
-            current = self._subscription(proto.name).proto
-            updated = types.Subscription.deserialize(types.Subscription.serialize(current))
-            for path in paths:
-                setattr(updated, path, getattr(proto, path))
+            current = self._subscription(patch.name).proto
+            updated = masked_update(current, patch, paths, IMMUTABLE_SUBSCRIPTION)
             validate_subscription(updated)
             if updated.dead_letter_policy.dead_letter_topic:
                 self._topic(updated.dead_letter_policy.dead_letter_topic)
-            self.subscriptions[proto.name].proto = updated
+            self.subscriptions[patch.name].proto = updated
             self.changed.notify_all()
             return updated
 
+    def detach_subscription(self, name: str) -> None:
+        """Detached: its backlog is dropped and pulls fail with FAILED_PRECONDITION
+        (DetachSubscriptionRequest in pubsub.proto)."""
+        with self.lock:
+            subscription = self._subscription(name)
+            subscription.proto.detached = True
+            subscription.queue.clear()
+            self.changed.notify_all()
+
     def modify_push_config(self, name: str, push_config: types.PushConfig) -> None:
+        validate_push_endpoint(push_config)
         with self.lock:
             self._subscription(name).proto.push_config = push_config
             self.changed.notify_all()

@@ -7,16 +7,28 @@ from collections.abc import Callable
 from typing import Any
 
 import grpc
-from google.protobuf import empty_pb2
+from google.protobuf import any_pb2, empty_pb2
 from google.pubsub_v1 import types
+from google.rpc import status_pb2
+from grpc_status import rpc_status
 
 from local_stack.pubsub.broker import Broker
-from local_stack.pubsub.errors import RpcError
+from local_stack.pubsub.errors import AckIdFailure, RpcError, invalid
 from local_stack.pubsub.streaming import streaming_pull
 
 log = logging.getLogger("local_stack.pubsub")
 
 PULL_WAIT = 2.0  # how long a Pull without return_immediately waits for a first message
+
+
+def abort(context: grpc.ServicerContext, error: RpcError) -> None:
+    """Ends the call with the error's code, and its ErrorInfo where it has one."""
+    if isinstance(error, AckIdFailure):
+        detail = any_pb2.Any()
+        detail.Pack(error.info)
+        status = status_pb2.Status(code=error.code.value[0], message=str(error), details=[detail])
+        context.abort_with_status(rpc_status.to_status(status))
+    context.abort(error.code, str(error))
 
 
 def _unary(rpc: str, function: Callable, request_type: Any, response_type: Any):
@@ -28,7 +40,7 @@ def _unary(rpc: str, function: Callable, request_type: Any, response_type: Any):
         try:
             result = function(request)
         except RpcError as error:
-            context.abort(error.code, str(error))
+            abort(context, error)
         except Exception as error:
             log.exception("%s failed", rpc)
             context.abort(grpc.StatusCode.INTERNAL, f"{type(error).__name__}: {error}")
@@ -46,9 +58,24 @@ def _service(name: str, methods: dict[str, tuple], **streams: Any) -> grpc.Gener
     return grpc.method_handlers_generic_handler(name, handlers | streams)
 
 
+def _paged(list_call: Callable, response_type: Any, field: str, parent: str) -> tuple:
+    """A List method: `list_call(parent, page_size, page_token)` → a paged response."""
+
+    def handler(request: Any) -> Any:
+        items, token = list_call(getattr(request, parent), request.page_size, request.page_token)
+        return response_type(**{field: items, "next_page_token": token})
+
+    return (
+        handler,
+        getattr(types, response_type.__name__.replace("Response", "Request")),
+        (response_type),
+    )
+
+
 def publisher_handlers(broker: Broker) -> grpc.GenericRpcHandler:
     def publish(request: types.PublishRequest) -> types.PublishResponse:
-        ids = broker.publish(request.topic, list(request.messages))
+        size = types.PublishRequest.pb(request).ByteSize()
+        ids = broker.publish(request.topic, list(request.messages), size)
         return types.PublishResponse(message_ids=ids)
 
     return _service(
@@ -56,22 +83,32 @@ def publisher_handlers(broker: Broker) -> grpc.GenericRpcHandler:
         {
             "CreateTopic": (broker.create_topic, types.Topic, types.Topic),
             "GetTopic": (lambda r: broker.topic(r.topic), types.GetTopicRequest, types.Topic),
-            "ListTopics": (
-                lambda r: types.ListTopicsResponse(topics=broker.list_topics(r.project)),
-                types.ListTopicsRequest,
-                types.ListTopicsResponse,
+            "UpdateTopic": (
+                lambda r: broker.update_topic(r.topic, list(r.update_mask.paths)),
+                types.UpdateTopicRequest,
+                types.Topic,
             ),
-            "ListTopicSubscriptions": (
-                lambda r: types.ListTopicSubscriptionsResponse(
-                    subscriptions=broker.topic_subscriptions(r.topic)
-                ),
-                types.ListTopicSubscriptionsRequest,
+            "ListTopics": _paged(broker.list_topics, types.ListTopicsResponse, "topics", "project"),
+            "ListTopicSubscriptions": _paged(
+                broker.topic_subscriptions,
                 types.ListTopicSubscriptionsResponse,
+                "subscriptions",
+                "topic",
+            ),
+            "ListTopicSnapshots": _paged(
+                broker.topic_snapshots, types.ListTopicSnapshotsResponse, "snapshots", "topic"
             ),
             "DeleteTopic": (
                 lambda r: broker.delete_topic(r.topic),
                 types.DeleteTopicRequest,
                 empty_pb2.Empty,
+            ),
+            "DetachSubscription": (
+                lambda r: (
+                    broker.detach_subscription(r.subscription) or types.DetachSubscriptionResponse()
+                ),
+                types.DetachSubscriptionRequest,
+                types.DetachSubscriptionResponse,
             ),
             "Publish": (publish, types.PublishRequest, types.PublishResponse),
         },
@@ -80,9 +117,16 @@ def publisher_handlers(broker: Broker) -> grpc.GenericRpcHandler:
 
 def subscriber_handlers(broker: Broker) -> grpc.GenericRpcHandler:
     def pull(request: types.PullRequest) -> types.PullResponse:
+        if request.max_messages <= 0:
+            raise invalid("max_messages must be a positive integer")
         wait = 0.0 if request.return_immediately else PULL_WAIT
-        received = broker.pull(request.subscription, request.max_messages or 1, wait)
+        received = broker.pull(request.subscription, request.max_messages, wait)
         return types.PullResponse(received_messages=received)
+
+    def seek(request: types.SeekRequest) -> types.SeekResponse:
+        moment = request.time if "time" in request else None
+        broker.seek(request.subscription, moment, request.snapshot)
+        return types.SeekResponse()
 
     empty = empty_pb2.Empty
     return _service(
@@ -98,12 +142,11 @@ def subscriber_handlers(broker: Broker) -> grpc.GenericRpcHandler:
                 types.GetSubscriptionRequest,
                 types.Subscription,
             ),
-            "ListSubscriptions": (
-                lambda r: types.ListSubscriptionsResponse(
-                    subscriptions=broker.list_subscriptions(r.project)
-                ),
-                types.ListSubscriptionsRequest,
+            "ListSubscriptions": _paged(
+                broker.list_subscriptions,
                 types.ListSubscriptionsResponse,
+                "subscriptions",
+                "project",
             ),
             "DeleteSubscription": (
                 lambda r: broker.delete_subscription(r.subscription),
@@ -133,6 +176,30 @@ def subscriber_handlers(broker: Broker) -> grpc.GenericRpcHandler:
                 types.ModifyAckDeadlineRequest,
                 empty,
             ),
+            "CreateSnapshot": (
+                lambda r: broker.create_snapshot(r.name, r.subscription, dict(r.labels)),
+                types.CreateSnapshotRequest,
+                types.Snapshot,
+            ),
+            "GetSnapshot": (
+                lambda r: broker.snapshot(r.snapshot),
+                types.GetSnapshotRequest,
+                types.Snapshot,
+            ),
+            "ListSnapshots": _paged(
+                broker.list_snapshots, types.ListSnapshotsResponse, "snapshots", "project"
+            ),
+            "UpdateSnapshot": (
+                lambda r: broker.update_snapshot(r.snapshot, list(r.update_mask.paths)),
+                types.UpdateSnapshotRequest,
+                types.Snapshot,
+            ),
+            "DeleteSnapshot": (
+                lambda r: broker.delete_snapshot(r.snapshot),
+                types.DeleteSnapshotRequest,
+                empty,
+            ),
+            "Seek": (seek, types.SeekRequest, types.SeekResponse),
         },
         StreamingPull=streaming_pull(broker),
     )

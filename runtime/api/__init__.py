@@ -13,6 +13,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
+from runtime.api.limits import RateLimiter
 from runtime.api.problems import Problem
 from runtime.api.services import Services, install
 from runtime.db import create_db_engine, migrate
@@ -51,10 +52,10 @@ def create_app(config: dict[str, Any] | Settings | None = None) -> Flask:
     engine = create_db_engine(settings)
     if settings.migrate_on_start:
         migrate(engine)
-    install(
-        app,
-        Services(settings, engine, Metrics(settings.metrics, settings.metrics_namespace, "api")),
-    )
+    metrics = Metrics(settings.metrics, settings.metrics_namespace, "api")
+    limit = settings.submissions_per_minute
+    limiter = RateLimiter(limit) if limit else None
+    install(app, Services(settings, engine, metrics, limiter))
 
     from runtime.api import health, openapi, submissions
 

@@ -1,4 +1,10 @@
-"""Liveness and readiness."""
+"""Liveness and readiness.
+
+`/livez` (and `/healthz`, its older name) answers as long as the process serves requests:
+the load balancer and the Auto Scaling group judge instances by it, so a database failover
+never makes them replace the fleet. `/readyz` also asks the database, with bounded queries
+only (a health check must not scan a growing outbox); the boot waits for it.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +15,10 @@ from runtime.api.services import services
 from runtime.db import utcnow
 
 blueprint = Blueprint("health", __name__)
+PENDING_CAP = 10_000  # readiness counts at most this many outbox rows
 
 
+@blueprint.get("/livez")
 @blueprint.get("/healthz")
 def healthz():
     return {"status": "ok"}
@@ -22,12 +30,16 @@ def readyz():
     submissions GCP has not confirmed yet (a 503 when the database doesn't answer)."""
     now = utcnow()
     with services().engine.begin() as connection:
-        backlog, oldest_age = outbox.stats(connection, now)
+        backlog, oldest_age = outbox.stats(connection, now, cap=PENDING_CAP)
         unconfirmed, oldest_unconfirmed = receipts.unconfirmed(connection, now)
     return {
         "status": "ready",
         "database": "ok",
-        "outbox": {"pending": backlog, "oldest_pending_age_seconds": round(oldest_age, 3)},
+        "outbox": {
+            "pending": backlog,  # counted up to PENDING_CAP
+            "pending_capped": backlog >= PENDING_CAP,
+            "oldest_pending_age_seconds": round(oldest_age, 3),
+        },
         "receipts": {
             "unconfirmed": unconfirmed,
             "unconfirmed_capped": unconfirmed >= receipts.UNCONFIRMED_CAP,

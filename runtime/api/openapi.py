@@ -64,11 +64,10 @@ def document(max_body_bytes: int) -> dict[str, Any]:
                 {"type": "boolean"},
                 {"type": "string"},
                 {
-                    "type": "integer",
+                    "type": "number",
                     "minimum": -jsondoc.MAX_SAFE_INTEGER,
                     "maximum": jsondoc.MAX_SAFE_INTEGER,
                 },
-                {"type": "number", "not": {"type": "integer"}},
                 {"type": "array", "items": value},
                 {"type": "object", "additionalProperties": value},
             ]
@@ -137,6 +136,7 @@ def document(max_body_bytes: int) -> dict[str, Any]:
                     "required": ["pending", "oldest_pending_age_seconds"],
                     "properties": {
                         "pending": {"type": "integer", "minimum": 0},
+                        "pending_capped": {"type": "boolean"},
                         "oldest_pending_age_seconds": {"type": "number", "minimum": 0},
                     },
                 },
@@ -189,6 +189,7 @@ def document(max_body_bytes: int) -> dict[str, Any]:
                         "400": _problem("Malformed JSON or an invalid header."),
                         "409": _problem("The Idempotency-Key was used with another body."),
                         "413": _problem("The body is too large."),
+                        "429": _problem("Too many submissions from this client.", RETRY_AFTER),
                         "415": _problem("The body is not JSON."),
                         "422": _problem("The submission does not match the schema."),
                         "503": UNAVAILABLE,
@@ -209,10 +210,16 @@ def document(max_body_bytes: int) -> dict[str, Any]:
                     },
                 }
             },
+            "/livez": {
+                "get": {
+                    "operationId": "livez",
+                    "responses": {"200": _json("The process is alive.", "Health")},
+                }
+            },
             "/healthz": {
                 "get": {
                     "operationId": "healthz",
-                    "responses": {"200": _json("The process is alive.", "Health")},
+                    "responses": {"200": _json("The process is alive (as /livez).", "Health")},
                 }
             },
             "/readyz": {

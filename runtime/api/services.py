@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from flask import Flask, current_app
 from sqlalchemy import Engine
 
+from runtime.api.limits import RateLimiter
 from runtime.observability import Metrics
 from runtime.settings import Settings
 
@@ -18,6 +19,7 @@ class Services:
     settings: Settings
     engine: Engine
     metrics: Metrics
+    limiter: RateLimiter | None = None
 
 
 def install(app: Flask, services: Services) -> None:

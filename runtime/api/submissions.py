@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 
 from flask import Blueprint, Response, request
 from pydantic import ValidationError
 
 from runtime import jsondoc, submissions
+from runtime.api.limits import client_address
 from runtime.api.problems import Problem, field_name
 from runtime.api.services import services
 from runtime.envelope import SUBMISSION_ID_RE, SubmissionIn
@@ -63,8 +65,26 @@ def _idempotency_key() -> str | None:
     return key
 
 
+def _within_limit() -> None:
+    shared = services()
+    if shared.limiter is None:
+        return
+    client = client_address(request, shared.settings.trusted_proxy_hops)
+    wait = shared.limiter.take(client)
+    if wait:
+        raise Problem(
+            429,
+            "too-many-requests",
+            "Too Many Requests",
+            f"more than {shared.settings.submissions_per_minute} submissions a minute from "
+            "this client; retry after the indicated delay",
+            headers={"Retry-After": str(max(1, math.ceil(wait)))},
+        )
+
+
 @blueprint.post("")
 def create_submission():
+    _within_limit()
     key = _idempotency_key()
     payload = parse_json_body()
     try:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from sqlalchemy.exc import DBAPIError
+
 from runtime.db.engine import create_db_engine
 from runtime.db.migrations import migrate
 
@@ -23,7 +25,16 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     configure_logging(settings.log_level)
     if args.command == "migrate":
-        applied = migrate(create_db_engine(settings))
+        try:
+            applied = migrate(create_db_engine(settings))
+        except DBAPIError as error:
+            source = settings.database_secret_arn or "SKYBRIDGE_DATABASE_URL"
+            print(
+                f"error: cannot migrate the database with the credentials from {source}: "
+                f"{error.orig}; check the database is reachable and the secret current",
+                file=sys.stderr,
+            )
+            return 1
         print(f"applied migrations: {applied or 'none (up to date)'}")
     return 0
 

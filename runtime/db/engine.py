@@ -18,21 +18,29 @@ from runtime.settings import Settings
 
 # The MySQL protocol's CLIENT_MULTI_STATEMENTS capability (pymysql.constants.CLIENT).
 MULTI_STATEMENTS = 1 << 16
+ACCESS_DENIED = 1045  # MySQL ER_ACCESS_DENIED_ERROR: wrong user or password
 
 
 class DatabaseSecret:
     """Credentials from the RDS-managed Secrets Manager secret, re-read now and then.
 
     Rotation changes the password under us: new connections pick up the new one within
-    `ttl` seconds, and the ping after idle retires connections the server closed.
+    `ttl` seconds, and the ping after idle retires connections the server closed; a
+    connection the server refuses with the old password (1045) re-reads the secret at once
+    (`refresh`) and tries once more.
     """
 
     def __init__(self, arn: str, ttl: float = 300.0) -> None:
         self.arn = arn
         self.ttl = ttl
         self._value: dict[str, Any] = {}
-        self._read_at = 0.0
+        self._read_at = float("-inf")
         self._lock = threading.Lock()
+
+    def refresh(self) -> dict[str, Any]:
+        with self._lock:
+            self._read_at = float("-inf")
+        return self.current()
 
     def current(self) -> dict[str, Any]:
         with self._lock:
@@ -84,15 +92,23 @@ def create_db_engine(settings: Settings) -> Engine:
         secret = DatabaseSecret(settings.database_secret_arn)
 
         @event.listens_for(engine, "do_connect")
-        def _credentials(dialect, connection_record, cargs, cparams) -> None:
-            value = secret.current()
-            cparams.update(
-                host=value["host"],
-                port=int(value.get("port", 3306)),
-                user=value["username"],
-                password=value["password"],
-                database=value.get("dbname", cparams.get("database")),
-            )
+        def _credentials(dialect, connection_record, cargs, cparams):
+            def connect(value: dict[str, Any]):
+                cparams.update(
+                    host=value["host"],
+                    port=int(value.get("port", 3306)),
+                    user=value["username"],
+                    password=value["password"],
+                    database=value.get("dbname", cparams.get("database")),
+                )
+                return dialect.connect(*cargs, **cparams)
+
+            try:
+                return connect(secret.current())
+            except dialect.loaded_dbapi.OperationalError as error:
+                if error.args[:1] != (ACCESS_DENIED,):
+                    raise
+                return connect(secret.refresh())  # rotated since we read it
 
     return engine
 

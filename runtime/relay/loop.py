@@ -68,13 +68,14 @@ class Relay:
         log.info("relay started", extra={"event": "relay.started"})
         while not self.stopping.is_set():
             pause = self.breaker.wait_time(time.monotonic())
-            if pause:
-                self.stopping.wait(pause)
-                continue
             try:
+                # Before the breaker's pause: the backlog gauges matter most while GCP is away.
+                self._report_gauges()
+                if pause:
+                    self.stopping.wait(min(pause, self.settings.relay_gauge_interval))
+                    continue
                 delivered = self.run_once()
                 self._reconcile()
-                self._report_gauges()
             except SQLAlchemyError as error:
                 self.stopping.wait(self._database_failed(error))
                 continue
@@ -205,8 +206,9 @@ class Relay:
         return timedelta(seconds=random.uniform(0, ceiling))  # noqa: S311 — jitter, not crypto
 
     def _reconcile(self) -> None:
-        """Forward again what stayed without a receipt past its window (when enabled)."""
-        if not self.settings.reconcile:
+        """Forward again what stayed without a receipt past its window. Only where receipts
+        are consumed: without them every submission would look lost."""
+        if not (self.settings.reconcile and self.settings.receipts_subscription):
             return
         if time.monotonic() - self._last_reconcile < self.settings.reconcile_interval_seconds:
             return
@@ -226,8 +228,8 @@ class Relay:
                 }
             )
 
-    def _report_gauges(self, every: float = 10.0) -> None:
-        if time.monotonic() - self._last_gauges < every:
+    def _report_gauges(self) -> None:
+        if time.monotonic() - self._last_gauges < self.settings.relay_gauge_interval:
             return
         self._last_gauges = time.monotonic()
         now = utcnow()

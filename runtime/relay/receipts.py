@@ -22,18 +22,27 @@ from runtime import receipts
 from runtime.db import utcnow
 from runtime.envelope import Receipt
 from runtime.observability import Metrics
-from runtime.settings import Settings
+from runtime.settings import Settings, SettingsError
 
 log = logging.getLogger("skybridge.relay.receipts")
 
 
 def subscriber_from_settings(settings: Settings) -> Any:
     """A Pub/Sub subscriber client, imported only now (it costs ~300 ms of start-up)."""
+    from google.auth.exceptions import DefaultCredentialsError
     from google.cloud import pubsub_v1
 
     from runtime.token_sources import google_credentials_from_settings
 
-    return pubsub_v1.SubscriberClient(credentials=google_credentials_from_settings(settings))
+    settings.require("receipts_subscription")
+    try:
+        return pubsub_v1.SubscriberClient(credentials=google_credentials_from_settings(settings))
+    except DefaultCredentialsError:
+        raise SettingsError(
+            "no Google credentials for the receipts subscriber: on AWS set "
+            "SKYBRIDGE_TOKEN_SOURCE=aws-wif and SKYBRIDGE_GCP_CREDENTIAL_CONFIG; locally set "
+            "PUBSUB_EMULATOR_HOST"
+        ) from None
 
 
 class ReceiptConsumer:
@@ -62,7 +71,8 @@ class ReceiptConsumer:
                 self._failures = 0
             except Exception as error:  # noqa: BLE001 — a bad round must not end the loop
                 self._failures += 1
-                pause = min(30.0, 0.5 * 2 ** min(self._failures, 6))
+                ceiling = min(30.0, self.settings.relay_backoff_max)
+                pause = min(ceiling, 0.5 * 2 ** min(self._failures, 6))
                 log.warning(
                     "receipts round failed (retrying in %.1fs): %s",
                     pause,

@@ -51,6 +51,10 @@ def prod(tmp_path_factory) -> tuple[Template, dict]:
             bucket="b",
             topic="t",
             dead_letter_topic="d",
+            receipts_topic="projects/skybridge-prod-000000/topics/skybridge-prod-receipts",
+            receipts_subscription=(
+                "projects/skybridge-prod-000000/subscriptions/skybridge-prod-receipts-relay"
+            ),
         ),
         outputs,
     )

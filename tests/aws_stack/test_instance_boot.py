@@ -11,11 +11,14 @@ import pytest
 from aws_stack import instance_boot
 from aws_stack.instance_boot import BootSettings
 from tests.aws_stack.sandbox import Sandbox, available
+from tests.fakes.aws_gcp_identity import FakeImds
 
 SETTINGS = BootSettings(
-    region="eu-west-1",
-    artifact_zip="/opt/skybridge/app.zip",
-    wheelhouse_zip="/opt/skybridge/wheelhouse.zip",
+    stack_name="skybridge-test",
+    signal_resource="ApiInstancesASG0000",
+    signal_region="eu-west-1",
+    artifact_url="s3://assets/app.zip",
+    wheelhouse_url="s3://assets/wheelhouse.zip",
     database_secret_arn="arn:aws:secretsmanager:eu-west-1:123456789012:secret:db-AbCdEf",
     log_prefix="/skybridge-test",
     credential_config_parameter="/skybridge-test/gcp-credential-config",
@@ -57,7 +60,7 @@ def test_percent_signs_are_escaped_for_systemd():
 def test_the_relay_unit_reads_the_gcp_settings_first():
     unit = parse_unit(instance_boot.units()["skybridge-relay"])
     assert unit["Service.ExecStartPre"] == [instance_boot.FETCH_SCRIPT]
-    assert unit["Service.EnvironmentFile"] == [
+    assert unit["Service.EnvironmentFile"] == [  # gcp.env: written by the ExecStartPre
         instance_boot.RUNTIME_ENV,
         f"-{instance_boot.GCP_ENV}",
     ]
@@ -86,13 +89,14 @@ def test_the_boot_script_is_valid_bash_and_writes_what_the_units_read():
 
 
 def test_without_a_wheelhouse_pip_uses_the_index():
-    settings = BootSettings(**{**SETTINGS.__dict__, "wheelhouse_zip": None})
+    settings = BootSettings(**{**SETTINGS.__dict__, "wheelhouse_url": None})
     script = "\n".join(instance_boot.boot_commands(settings))
     assert "--no-index" not in script and "wheelhouse.zip" not in script
 
 
 STUB_AWS = """#!/bin/bash
 # Stand-in for `aws ssm get-parameter --name N --query Parameter.Value --output text`.
+echo "$*" >> /var/lib/aws-calls
 while [ $# -gt 0 ]; do [ "$1" = --name ] && name=$2; shift; done
 case "$name" in
   */ingest-url) echo https://ingest.example/ ;;
@@ -103,23 +107,65 @@ esac
 """
 
 
-@pytest.mark.skipif(available() is not None, reason=str(available()))
-def test_the_fetch_script_writes_the_relay_settings_from_ssm(tmp_path):
+@pytest.fixture
+def imds():
+    server = FakeImds()
+    server.start()
+    yield server
+    server.stop()
+
+
+def fetch_sandbox(tmp_path, imds, aws: str) -> Sandbox:
     sandbox = Sandbox(tmp_path)
-    sandbox.install("/usr/local/bin/aws", STUB_AWS)
+    sandbox.install("/usr/local/bin/aws", aws)
+    sandbox.install(
+        instance_boot.LIB, instance_boot.shell_library().replace(instance_boot.IMDS, imds.url)
+    )
     sandbox.install(instance_boot.FETCH_SCRIPT, instance_boot.fetch_gcp_settings_script(SETTINGS))
     sandbox.install(f"{instance_boot.CONFIG_DIR}/.keep", "", mode=0o644)
+    return sandbox
 
-    # As systemd runs ExecStartPre: with the unit's EnvironmentFile loaded.
-    done = sandbox.run(
-        instance_boot.FETCH_SCRIPT,
-        env=instance_boot.runtime_environment(SETTINGS) | {"PATH": "/usr/local/bin:/usr/bin:/bin"},
-    )
+
+@pytest.mark.skipif(available() is not None, reason=str(available()))
+def test_the_fetch_script_writes_the_relay_settings_from_ssm(tmp_path, imds):
+    sandbox = fetch_sandbox(tmp_path, imds, STUB_AWS)
+
+    # As systemd runs an ExecStartPre, but with no environment at all: the region comes
+    # from IMDSv2, not from AWS_REGION.
+    done = sandbox.run(instance_boot.FETCH_SCRIPT, env={})
 
     assert done.returncode == 0, done.stderr
+    assert "--region eu-west-1 " in "".join(
+        sandbox.path("/var/lib/aws-calls").read_text().splitlines(keepends=True)
+    )
     assert sandbox.path(instance_boot.GCP_ENV).read_text().splitlines() == [
         "SKYBRIDGE_INGEST_URL=https://ingest.example/",
         "SKYBRIDGE_GCP_SERVICE_ACCOUNT=relay@p.iam.gserviceaccount.com",
     ]
     config = json.loads(sandbox.path(instance_boot.CREDENTIAL_CONFIG).read_text())
     assert config == {"type": "external_account"}
+
+
+@pytest.mark.skipif(available() is not None, reason=str(available()))
+def test_the_fetch_script_writes_nothing_when_a_setting_is_blank(tmp_path, imds):
+    blank = STUB_AWS.replace("echo relay@p.iam.gserviceaccount.com", "echo '  '")
+    sandbox = fetch_sandbox(tmp_path, imds, blank)
+
+    done = sandbox.run(instance_boot.FETCH_SCRIPT, env={})
+
+    assert done.returncode != 0
+    assert "SSM parameter /skybridge-test/gcp-service-account is empty" in done.stderr
+    assert not sandbox.path(instance_boot.GCP_ENV).exists()
+    assert not sandbox.path(instance_boot.CREDENTIAL_CONFIG).exists()
+
+
+def test_retry_backs_off_and_names_the_command_it_gave_up_on(tmp_path):
+    script = (
+        instance_boot.shell_library() + 'sleep() { echo "slept $1" >&2; }\nretry false --flag\n'
+    )
+    done = subprocess.run(["bash", "-c", script], capture_output=True, text=True)
+    assert done.returncode == 1
+    assert [line for line in done.stderr.splitlines() if line.startswith("slept")] == [
+        "slept 2", "slept 4", "slept 8", "slept 16",
+    ]  # fmt: skip
+    assert "gave up after 5 attempts: false --flag" in done.stderr

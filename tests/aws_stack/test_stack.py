@@ -6,9 +6,11 @@ import json
 import re
 
 import pytest
+from aws_cdk import aws_rds as rds
 from aws_cdk.assertions import Capture, Match
 
 from aws_stack.app import PLACEHOLDER
+from deployment.database_version import newest_mysql_84
 from deployment.packaging import WheelhouseError
 from tests.aws_stack.conftest import synth
 
@@ -22,13 +24,13 @@ def one(template, kind: str) -> dict:
     return value
 
 
-def test_launch_template_requires_imdsv2_with_hop_limit_for_the_relay(dev_template):
+def test_launch_template_requires_imdsv2_with_a_hop_limit_of_one(dev_template):
     dev_template.has_resource_properties(
         "AWS::EC2::LaunchTemplate",
         {
             "LaunchTemplateData": Match.object_like(
                 {
-                    "MetadataOptions": {"HttpTokens": "required", "HttpPutResponseHopLimit": 2},
+                    "MetadataOptions": {"HttpTokens": "required", "HttpPutResponseHopLimit": 1},
                 }
             )
         },
@@ -64,7 +66,8 @@ def test_database_is_mysql_84_private_encrypted(dev_template):
         "AWS::RDS::DBInstance",
         {
             "Engine": "mysql",
-            "EngineVersion": Match.string_like_regexp(r"^8\.4\."),
+            "EngineVersion": newest_mysql_84(),
+            "AutoMinorVersionUpgrade": True,
             "StorageEncrypted": True,
             "PubliclyAccessible": False,
             "DBInstanceClass": "db.t4g.micro",
@@ -76,8 +79,38 @@ def test_database_is_mysql_84_private_encrypted(dev_template):
 def test_database_requires_tls(dev_template):
     dev_template.has_resource_properties(
         "AWS::RDS::DBParameterGroup",
-        {"Parameters": Match.object_like({"require_secure_transport": "ON"})},
+        {"Parameters": Match.object_like({"require_secure_transport": "1"})},
     )
+
+
+def test_the_exported_slow_query_log_is_turned_on(dev_template):
+    dev_template.has_resource_properties(
+        "AWS::RDS::DBParameterGroup",
+        {"Parameters": Match.object_like({"slow_query_log": "1", "log_output": "FILE"})},
+    )
+
+
+def test_the_default_engine_is_the_newest_84_minor_cdk_knows():
+    newest = tuple(int(part) for part in newest_mysql_84().split("."))
+    assert newest[:2] == (8, 4) and newest[2] >= 10
+    for name in dir(rds.MysqlEngineVersion):
+        if name.startswith("VER_8_4_"):
+            assert int(name.rsplit("_", 1)[1]) <= newest[2]
+
+
+def test_an_environment_can_pin_the_engine_version(tmp_path, monkeypatch):
+    import environments
+
+    real = environments.load
+
+    def pinned(name: str, directory=environments.DIRECTORY):
+        environment = real(name, directory)
+        aws = environment.aws.model_copy(update={"db_engine_version": "8.4.6"})
+        return environment.model_copy(update={"aws": aws})
+
+    monkeypatch.setattr(environments, "load", pinned)
+    template, _ = synth("dev", tmp_path)
+    template.has_resource_properties("AWS::RDS::DBInstance", {"EngineVersion": "8.4.6"})
 
 
 def test_database_secret_is_generated_and_rotated(dev_template):
@@ -128,11 +161,63 @@ def test_only_load_balancer_reaches_instances_and_only_instances_reach_database(
     assert "SecurityGroupIngress" not in instance_group["Properties"]
 
 
-def test_target_group_health_check_is_readyz(dev_template):
+def test_load_balancer_and_group_judge_instances_by_liveness(dev_template):
+    # A database failover must not make the group replace every instance.
     dev_template.has_resource_properties(
         "AWS::ElasticLoadBalancingV2::TargetGroup",
-        {"HealthCheckPath": "/readyz", "Port": 8000},
+        {"HealthCheckPath": "/livez", "Port": 8000},
     )
+    group = one(dev_template, "AWS::AutoScaling::AutoScalingGroup")
+    assert group["Properties"]["HealthCheckType"] == "ELB"
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_the_listener_refuses_internal_paths_to_the_internet(stack, request):
+    template = request.getfixturevalue(f"{stack}_template")
+    rules = resources(template, "AWS::ElasticLoadBalancingV2::ListenerRule")
+    refused = [
+        rule["Properties"]
+        for rule in rules.values()
+        if rule["Properties"]["Actions"][0]["Type"] == "fixed-response"
+    ]
+    (rule,) = refused
+    assert rule["Priority"] == 1
+    (condition,) = rule["Conditions"]
+    assert {"/readyz", "/livez"} <= set(condition["PathPatternConfig"]["Values"])
+    assert rule["Actions"][0]["FixedResponseConfig"]["StatusCode"] == "404"
+    # On the listener that forwards to the instances (HTTPS in prod; 80 only redirects).
+    listener = template.to_json()["Resources"][rule["ListenerArn"]["Ref"]]
+    assert listener["Properties"]["Port"] == (443 if stack == "prod" else 80)
+
+
+def test_cloudformation_waits_for_each_instance_to_signal(dev_template):
+    group = one(dev_template, "AWS::AutoScaling::AutoScalingGroup")
+    assert group["CreationPolicy"]["ResourceSignal"] == {"Count": 1, "Timeout": "PT15M"}
+    rolling = group["UpdatePolicy"]["AutoScalingRollingUpdate"]
+    assert rolling["WaitOnResourceSignals"] is True
+    assert rolling["PauseTime"] == "PT15M"
+    assert rolling["MaxBatchSize"] == 1
+    assert str(rolling["MinInstancesInService"]) == group["Properties"]["MinSize"] == "1"
+    # The group waits out the boot before judging health.
+    assert group["Properties"]["HealthCheckGracePeriod"] == 900
+
+
+def test_the_boot_signals_the_group_cloudformation_waits_for(dev_template):
+    (logical,) = resources(dev_template, "AWS::AutoScaling::AutoScalingGroup")
+    script = _user_data(dev_template)
+    assert f"--resource {logical} " in script and "--stack skybridge-dev " in script
+    assert "aws-cfn-bootstrap" in script and "trap on_exit EXIT" in script
+
+
+def test_auto_scaling_service_linked_role_may_use_the_alarm_key(dev_template):
+    key = one(dev_template, "AWS::KMS::Key")
+    (statement,) = [
+        s for s in key["Properties"]["KeyPolicy"]["Statement"]
+        if s.get("Sid") == "AutoScalingServiceLinkedRole"
+    ]  # fmt: skip
+    assert set(statement["Action"]) == {"kms:Decrypt", "kms:GenerateDataKey*"}
+    arn = json.dumps(statement["Condition"]["StringEquals"]["aws:PrincipalArn"])
+    assert "role/aws-service-role/autoscaling.amazonaws.com/AWSServiceRoleForAutoScaling" in arn
 
 
 def test_every_alarm_notifies_the_topic(dev_template):
@@ -226,7 +311,7 @@ def test_user_data_installs_python312_and_runs_api_and_relay_units(dev_template)
     )
     script = json.dumps(user_data.as_object())
     for needle in (
-        "dnf install -y python3.12",
+        "retry dnf install -y aws-cfn-bootstrap python3.12",
         "skybridge-api.service",
         "skybridge-relay.service",
         "gunicorn",
@@ -250,7 +335,7 @@ def _user_data(template) -> str:
 
 def test_without_a_wheelhouse_instances_install_from_the_package_index(dev_template):
     script = _user_data(dev_template)
-    assert "pip install --quiet -r /opt/skybridge/app/requirements.txt" in script
+    assert "--disable-pip-version-check -r /opt/skybridge/app/requirements.txt" in script
     assert "--no-index" not in script and "wheelhouse" not in script
 
 
@@ -262,7 +347,7 @@ def test_with_a_wheelhouse_instances_install_without_the_package_index(tmp_path)
     template, _ = synth("dev", tmp_path / "out", wheelhouse=str(wheelhouse))  # cdk-nag passes
     script = _user_data(template)
     assert (
-        "pip install --quiet --no-index --find-links /opt/skybridge/wheelhouse/wheels "
+        "--no-index --find-links /opt/skybridge/wheelhouse/wheels "
         "-r /opt/skybridge/app/requirements.txt"
     ) in script
     # Both the runtime zip and the wheelhouse are assets the instances download from S3.
@@ -329,3 +414,33 @@ EXPLAINED_WARNINGS = {
     # Emitted inside CDK's own custom-resource providers (log retention, bucket auto-delete).
     "W3005": "redundant DependsOn",
 }
+
+
+def test_receipt_settings_reach_the_relay_through_ssm(prod_template, dev_template):
+    prod_template.has_resource_properties(
+        "AWS::SSM::Parameter",
+        {
+            "Name": "/skybridge-prod/receipts-subscription",
+            "Value": "projects/skybridge-prod-000000/subscriptions/skybridge-prod-receipts-relay",
+        },
+    )
+    # prod: 10 delivery attempts, a push retry budget of 2,430 s; the window is twice that.
+    prod_template.has_resource_properties(
+        "AWS::SSM::Parameter",
+        {"Name": "/skybridge-prod/confirm-window-seconds", "Value": "4860"},
+    )
+    user_data = json.dumps(dev_template.to_json())
+    for variable in ("SKYBRIDGE_RECEIPTS_SUBSCRIPTION", "SKYBRIDGE_CONFIRM_WINDOW_SECONDS"):
+        assert variable in user_data
+
+
+def test_dashboard_and_alarms_watch_delivery_receipts(dev_template):
+    body = json.dumps(one(dev_template, "AWS::CloudWatch::Dashboard")["Properties"])
+    for metric in ("Stored", "EndToEndLatencyMs", "Unconfirmed", "UnconfirmedOldestAgeSeconds",
+                   "ReceiptMismatch"):  # fmt: skip
+        assert metric in body
+    alarms = resources(dev_template, "AWS::CloudWatch::Alarm").values()
+    by_metric = {alarm["Properties"].get("MetricName"): alarm["Properties"] for alarm in alarms}
+    assert by_metric["ReceiptMismatch"]["Threshold"] == 1
+    # dev: 5 attempts, a 150 s budget, so the 300 s floor; the alarm fires after two windows.
+    assert by_metric["UnconfirmedOldestAgeSeconds"]["Threshold"] == 600

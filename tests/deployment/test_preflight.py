@@ -78,3 +78,39 @@ def test_gcp_project_must_match_the_environment(env, monkeypatch, tmp_path, proj
     monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", project)
     findings = {f.check: f for f in preflight.check_gcp(env)}
     assert findings["gcp project"].ok is ok
+
+
+def stubbed_rds(versions: list[str]):
+    """describe-db-engine-versions answered as RDS does (moto does not implement it):
+    https://docs.aws.amazon.com/AmazonRDS/latest/APIReference/API_DescribeDBEngineVersions.html"""
+    from botocore.stub import Stubber
+
+    client = boto3.client("rds", region_name="eu-west-1")
+    stubber = Stubber(client)
+    stubber.add_response(
+        "describe_db_engine_versions",
+        {"DBEngineVersions": [{"Engine": "mysql", "EngineVersion": v} for v in versions]},
+        {"Engine": "mysql"},
+    )
+    stubber.activate()
+    return client
+
+
+def test_an_offered_database_version_passes(env):
+    from deployment.database_version import newest_mysql_84
+
+    client = stubbed_rds(["8.0.40", "8.4.6", newest_mysql_84()])
+    finding = preflight.check_database_version(env, client)
+    assert finding.ok, finding.detail
+
+
+def test_a_retired_database_version_names_the_key_and_what_is_offered(env):
+    pinned = env.model_copy(
+        update={"aws": env.aws.model_copy(update={"db_engine_version": "8.4.3"})}
+    )
+    client = stubbed_rds(["8.0.40", "8.4.9", "8.4.11", "8.4.12"])
+    finding = preflight.check_database_version(pinned, client)
+    assert not finding.ok
+    assert "RDS no longer creates MySQL 8.4.3 in eu-west-1" in finding.detail
+    assert "aws.db_engine_version in environments/dev.toml" in finding.detail
+    assert "8.4.9, 8.4.11, 8.4.12" in finding.detail

@@ -32,6 +32,10 @@ def test_deploy_writes_the_outputs_the_aws_stack_reads(cli, deployed, tmp_path):
     assert outputs["bucket"] == BUCKET
     assert outputs["topic"] == f"projects/{PROJECT}/topics/skybridge-dev-submissions"
     assert outputs["dead_letter_topic"] == f"projects/{PROJECT}/topics/skybridge-dev-dead-letter"
+    assert outputs["receipts_topic"] == f"projects/{PROJECT}/topics/skybridge-dev-receipts"
+    assert outputs["receipts_subscription"] == (
+        f"projects/{PROJECT}/subscriptions/skybridge-dev-receipts-relay"
+    )
 
 
 def test_credential_configuration_is_aws_external_account(cli, deployed, tmp_path):

@@ -63,7 +63,7 @@ def test_client_error_is_not_retried_and_names_the_resource(make_engine, fake):
     (key,) = failed.value.failures
     assert key.startswith("topic/")
     assert f"create {key}: HTTP 403: permission denied" in str(failed.value)
-    assert fake.count("topics.create") == 2  # two topics, neither retried
+    assert fake.count("topics.create") == 3  # three topics, none retried
 
 
 def test_outage_mid_apply_stops_dependents_and_rerun_converges(make_engine, fake):
@@ -181,7 +181,7 @@ def test_prod_stack_with_email_channel_and_uptime_check_converges(make_engine, f
     (channel,) = [v for k, v in fake.store.items() if "/notificationChannels/" in k]
     assert channel["labels"] == {"email_address": "oncall@example.com"}
     policies = [v for k, v in fake.store.items() if "/alertPolicies/" in k]
-    assert len(policies) == 3
+    assert len(policies) == 4
     assert all(p["notificationChannels"] == [channel["name"]] for p in policies)
 
 

@@ -78,7 +78,8 @@ def test_dashboard_covers_functions_pubsub_dead_letters_and_objects(dev, ctx):
     titles = {tile["widget"]["title"] for tile in tiles}
     assert {"Function executions", "Function latency (p99)", "Function errors (5xx)",
             "Pub/Sub publish rate", "Undelivered messages", "Oldest unacked age (s)",
-            "Dead letters", "Objects written"} == titles  # fmt: skip
+            "Dead letters", "Objects written", "Receipts published",
+            "Receipts waiting for AWS (oldest, s)"} == titles  # fmt: skip
 
 
 def test_alerts_cover_errors_backlog_and_dead_letters(dev):
@@ -87,7 +88,44 @@ def test_alerts_cover_errors_backlog_and_dead_letters(dev):
         "alert_policy/skybridge-dev: function errors",
         "alert_policy/skybridge-dev: delivery backlog",
         "alert_policy/skybridge-dev: dead letters",
+        "alert_policy/skybridge-dev: receipts not consumed",
     }
+
+
+def test_store_publishes_receipts_to_the_topic_the_relay_pulls_from(dev, ctx):
+    environment = dev["function/skybridge-dev-store"].body(ctx)["serviceConfig"][
+        "environmentVariables"
+    ]
+    assert environment["SKYBRIDGE_RECEIPTS_TOPIC"] == (
+        "projects/skybridge-dev-000000/topics/skybridge-dev-receipts"
+    )
+    subscription = dev["subscription/skybridge-dev-receipts-relay"].body(ctx)
+    assert subscription["topic"] == environment["SKYBRIDGE_RECEIPTS_TOPIC"]
+    assert "pushConfig" not in subscription  # pull: AWS has no inbound endpoint for it
+
+
+def test_receipts_access_is_least_privilege(dev):
+    """store may only publish receipts; the relay may only subscribe to its subscription."""
+    grants = [r for r in dev.values() if r.kind == "iam_member"]
+    on_receipts = {
+        (g.target, g.role, g.member.split(":", 1)[1].split("@")[0])
+        for g in grants
+        if "receipts" in g.target
+    }
+    assert on_receipts == {
+        ("topic:skybridge-dev-receipts", "roles/pubsub.publisher", "skybridge-dev-store"),
+        (
+            "subscription:skybridge-dev-receipts-relay",
+            "roles/pubsub.subscriber",
+            "skybridge-dev-relay",
+        ),
+    }
+    relay_roles = {(g.target, g.role) for g in grants if "skybridge-dev-relay@" in g.member}
+    assert relay_roles == {
+        ("run_service:skybridge-dev-ingest", "roles/run.invoker"),
+        ("subscription:skybridge-dev-receipts-relay", "roles/pubsub.subscriber"),
+    }
+    assert not [g for g in grants if g.target == "project" and "pubsub" in g.role]
 
 
 def test_builds_run_as_their_own_account_with_exactly_the_roles_a_build_needs(dev):

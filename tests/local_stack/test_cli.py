@@ -17,18 +17,26 @@ from local_stack.stack import LocalStack, Options
 pytestmark = pytest.mark.slow
 
 
-def test_demo_delivers_everything_and_leaves_nothing_running(tmp_path):
+def test_demo_runs_its_acts_delivers_everything_and_draws_the_timeline(tmp_path):
+    argv = [sys.executable, "-m", "local_stack", "--workdir", str(tmp_path), "demo",
+            "--rate", "5", "--outage", "4", "--timeout", "90", "--no-aws-alarms"]  # fmt: skip
     result = subprocess.run(
-        [sys.executable, "-m", "local_stack", "--workdir", str(tmp_path), "demo", "--count", "40"],
-        capture_output=True,
-        text=True,
-        timeout=240,
-        env=os.environ | {"COLUMNS": "200"},
+        argv, capture_output=True, text=True, timeout=420, env=os.environ | {"COLUMNS": "200"}
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert "all 40 submissions stored exactly as sent" in result.stdout
-    assert re.search(r"end-to-end p95\s+│\s+\d+ ms", result.stdout)
-    assert "stopped; nothing left running" in result.stdout
+    out = result.stdout
+    for act in ("Act 1 — normal traffic", "Act 2 — GCP away", "Act 3 — GCP back", "Act 4"):
+        assert act in out
+    # Not a terminal: the live view degrades to one plain line a second.
+    assert re.search(r"accepted \d+/s forwarded \d+/s stored \d+/s backlog \d+", out)
+    assert re.search(r"breaker open", out), "the breaker never opened while GCP was away"
+    accepted = int(re.search(r"accepted \(202\)\s+│\s+(\d+)", out).group(1))
+    assert f"all {accepted} submissions stored exactly as sent" in out
+    assert re.search(r"end to end p95\s+│\s+\d+ ms", out)
+    picture = tmp_path / "timeline.png"
+    assert f"timeline: {picture}" in out
+    assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "stopped; nothing left running" in out
 
 
 def listening(port: int) -> bool:

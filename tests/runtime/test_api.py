@@ -164,6 +164,7 @@ def test_unknown_route_is_404_and_wrong_method_is_405(client):
 
 def test_health_and_readiness_report_outbox(client):
     assert client.get("/healthz").get_json() == {"status": "ok"}
+    assert client.get("/livez").get_json() == {"status": "ok"}
     client.post("/v1/submissions", json=PHOTO)
     ready = client.get("/readyz").get_json()
     assert ready["status"] == "ready"
@@ -194,9 +195,31 @@ def test_openapi_document_describes_the_routes(client):
     assert set(document["paths"]) == {
         "/v1/submissions",
         "/v1/submissions/{id}",
+        "/livez",
         "/healthz",
         "/readyz",
         "/openapi.json",
     }
     schema = document["components"]["schemas"]["SubmissionIn"]
     assert set(schema["required"]) == {"type", "data"}
+
+
+def test_readiness_reads_a_bounded_number_of_outbox_rows(client, engine, monkeypatch):
+    from sqlalchemy import event
+
+    from runtime.api import health
+
+    monkeypatch.setattr(health, "PENDING_CAP", 2)
+    for n in range(3):
+        client.post("/v1/submissions", json={"type": "t", "data": {"n": n}})
+    statements: list[str] = []
+    listener = lambda *args: statements.append(args[2])  # noqa: E731 — (conn, cursor, statement, ...)
+    event.listen(engine, "before_cursor_execute", listener)
+    try:
+        ready = client.get("/readyz").get_json()
+    finally:
+        event.remove(engine, "before_cursor_execute", listener)
+    assert ready["outbox"]["pending"] == 2 and ready["outbox"]["pending_capped"] is True
+    outbox_reads = [s for s in statements if "FROM outbox" in s]
+    assert outbox_reads and all("LIMIT" in s for s in outbox_reads), outbox_reads
+    assert client.get("/livez").get_json() == {"status": "ok"}

@@ -70,6 +70,35 @@ def test_an_environment_without_a_nat_gateway_is_refused_with_the_reason(tmp_pat
         environments.load("dev", tmp_path)
 
 
+def test_the_push_retry_budget_follows_the_store_triggers_retry_policy():
+    from types import SimpleNamespace
+
+    from gcp_stack.resources.trigger_dead_letter import TriggerDeadLetterPolicy
+
+    policy = TriggerDeadLetterPolicy("trigger_dead_letter_policy/x")
+    retry = policy.body(SimpleNamespace(project="p"))["retryPolicy"]
+    assert retry == {
+        "minimumBackoff": f"{environments.PUSH_MIN_BACKOFF_SECONDS}s",
+        "maximumBackoff": f"{environments.PUSH_MAX_BACKOFF_SECONDS}s",
+    }
+    # The figures measured for the issue: about 2.5 minutes in dev, about 40 in prod.
+    assert environments.push_retry_budget_seconds(5) == 150
+    assert environments.push_retry_budget_seconds(10) == 2430
+    assert environments.load("dev").confirm_window_seconds == 300
+    assert environments.load("prod").confirm_window_seconds == 4860
+
+
+def test_a_confirm_window_inside_the_push_retry_budget_is_refused(tmp_path):
+    text = (
+        (environments.DIRECTORY / "dev.toml")
+        .read_text()
+        .replace("confirm_window_seconds = 0", "confirm_window_seconds = 100")
+    )
+    (tmp_path / "dev.toml").write_text(text)
+    with pytest.raises(environments.EnvironmentFileError, match=r"confirm_window_seconds.*150 s"):
+        environments.load("dev", tmp_path)
+
+
 def test_unknown_environment_lists_the_known_ones():
     with pytest.raises(environments.EnvironmentFileError, match="dev, prod"):
         environments.load("nope")

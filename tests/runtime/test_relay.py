@@ -293,3 +293,42 @@ def submit_in(connection) -> None:
         )
     )
     connection.execute(outbox.insert().values(submission_id=sid, created_at=now, available_at=now))
+
+
+def test_the_receipts_command_without_a_subscription_says_which_setting(tmp_path):
+    env = {
+        "PATH": os.environ["PATH"],
+        "SKYBRIDGE_DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
+        "SKYBRIDGE_METRICS": "none",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "runtime.relay", "receipts"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "SKYBRIDGE_RECEIPTS_SUBSCRIPTION" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_the_receipts_command_without_google_credentials_says_how_to_give_them(tmp_path):
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(tmp_path),  # no gcloud application default credentials here
+        "NO_GCE_CHECK": "True",  # google-auth: do not probe the metadata server (off loopback)
+        "SKYBRIDGE_DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
+        "SKYBRIDGE_METRICS": "none",
+        "SKYBRIDGE_RECEIPTS_SUBSCRIPTION": "projects/p/subscriptions/receipts",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "runtime.relay", "receipts"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "PUBSUB_EMULATOR_HOST" in done.stderr
+    assert "Traceback" not in done.stderr

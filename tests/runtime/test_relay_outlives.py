@@ -97,7 +97,7 @@ def test_the_relay_waits_out_a_database_outage_and_resumes(mysql_database_url):
             proxy.restore()
             assert wait_for(lambda: relay.healthy)
             assert wait_for(lambda: set(statuses(direct).values()) == {"forwarded"})
-            assert metrics.last("RelayHealthy") == 1
+            assert wait_for(lambda: metrics.last("RelayHealthy") == 1)
             assert set(statuses(direct)) == {*before, *during}
         finally:
             relay.stop()

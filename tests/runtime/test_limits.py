@@ -1,0 +1,51 @@
+"""The app's own limit answers 429 problem+json with Retry-After, per client."""
+
+from __future__ import annotations
+
+import math
+
+from runtime.api import create_app
+from runtime.api.limits import RateLimiter
+from runtime.api.services import services
+
+PHOTO = {"type": "photo", "data": {"n": 1}}
+
+
+def test_past_the_limit_a_client_gets_429_with_retry_after(database_url):
+    app = create_app(
+        {
+            "database_url": database_url,
+            "migrate_on_start": True,
+            "metrics": "none",
+            "submissions_per_minute": 6,
+            "trusted_proxy_hops": 1,
+        }
+    )
+    client = app.test_client()
+    one = {"X-Forwarded-For": "198.51.100.7"}
+    other = {"X-Forwarded-For": "198.51.100.7, 203.0.113.9"}  # the ALB appended the last
+    answers = [client.post("/v1/submissions", json=PHOTO, headers=one) for _ in range(3)]
+    codes = [answer.status_code for answer in answers]
+    assert codes == [202, 429, 429], codes  # a burst of one, then one every 10 s
+    limited = answers[-1]
+    assert limited.mimetype == "application/problem+json"
+    assert limited.get_json()["status"] == 429
+    assert 1 <= int(limited.headers["Retry-After"]) <= 10
+    assert client.post("/v1/submissions", json=PHOTO, headers=other).status_code == 202
+    assert client.get("/healthz", headers=one).status_code == 200, "only submissions count"
+    services(app).engine.dispose()
+
+
+def test_the_bucket_refills_at_the_rate():
+    limiter = RateLimiter(per_minute=60, burst=2)
+    assert [limiter.take("a", now=0.0) for _ in range(2)] == [0.0, 0.0]
+    wait = limiter.take("a", now=0.0)
+    assert math.isclose(wait, 1.0)
+    assert limiter.take("a", now=1.0) == 0.0
+
+
+def test_memory_is_bounded_by_the_number_of_clients():
+    limiter = RateLimiter(per_minute=60, clients=3)
+    for n in range(10):
+        limiter.take(f"c{n}", now=0.0)
+    assert len(limiter._buckets) == 3

@@ -273,11 +273,16 @@ class World:
             "gcp-service-account": self.identity.iam.service_account,
         }
         names = {}
+        # Every parameter the template declares exists, with the template's own value, as
+        # CloudFormation would create it; the test sets the three that point at its fakes.
+        self.values = {}
         for logical, resource in self.resources("AWS::SSM::Parameter").items():
             name = resource["Properties"]["Name"]
             names[name.rsplit("/", 1)[-1]] = name
             self.refs[logical] = name
-        self.values = {names[key]: value for key, value in values.items()}
+            if isinstance(resource["Properties"].get("Value"), str):
+                self.values[name] = resource["Properties"]["Value"]
+        self.values |= {names[key]: value for key, value in values.items()}
         self.reset_parameters()
         return names
 

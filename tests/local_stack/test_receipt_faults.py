@@ -67,9 +67,23 @@ def relay_metric(stack: LocalStack, name: str) -> float:
     """The sum of one metric over every line the relay logged (across restarts)."""
     total = 0.0
     for line in stack.children["relay"].log_path.read_text().splitlines():
-        if '"event": "metrics"' not in line:
+        try:
+            document = json.loads(line)
+        except ValueError:
             continue
-        value = json.loads(line)["metrics"].get(name, 0)
+        if not isinstance(document, dict):
+            continue
+        if "_aws" in document:  # EMF, as the local stack writes it (the clouds' own format)
+            declared = {
+                metric["Name"]
+                for directive in document["_aws"].get("CloudWatchMetrics", [])
+                for metric in directive.get("Metrics", [])
+            }
+            value = document.get(name, 0) if name in declared else 0
+        elif document.get("event") == "metrics":
+            value = document["metrics"].get(name, 0)
+        else:
+            continue
         total += sum(value) if isinstance(value, list) else value
     return total
 

@@ -295,19 +295,24 @@ def submit_in(connection) -> None:
     connection.execute(outbox.insert().values(submission_id=sid, created_at=now, available_at=now))
 
 
-def test_the_receipts_command_without_a_subscription_says_which_setting(tmp_path):
-    env = {
-        "PATH": os.environ["PATH"],
-        "SKYBRIDGE_DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
-        "SKYBRIDGE_METRICS": "none",
-    }
-    done = subprocess.run(
+def run_receipts_command(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`python -m runtime.relay receipts` with exactly `env`, as a process of its own."""
+    return subprocess.run(
         [sys.executable, "-m", "runtime.relay", "receipts"],
         env=env,
         capture_output=True,
         text=True,
         timeout=60,
     )
+
+
+def test_the_receipts_command_without_a_subscription_says_which_setting(tmp_path):
+    env = {
+        "PATH": os.environ["PATH"],
+        "SKYBRIDGE_DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
+        "SKYBRIDGE_METRICS": "none",
+    }
+    done = run_receipts_command(env)
     assert done.returncode == 2
     assert "SKYBRIDGE_RECEIPTS_SUBSCRIPTION" in done.stderr
     assert "Traceback" not in done.stderr
@@ -322,13 +327,7 @@ def test_the_receipts_command_without_google_credentials_says_how_to_give_them(t
         "SKYBRIDGE_METRICS": "none",
         "SKYBRIDGE_RECEIPTS_SUBSCRIPTION": "projects/p/subscriptions/receipts",
     }
-    done = subprocess.run(
-        [sys.executable, "-m", "runtime.relay", "receipts"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = run_receipts_command(env)
     assert done.returncode == 2
     assert "PUBSUB_EMULATOR_HOST" in done.stderr
     assert "Traceback" not in done.stderr

@@ -115,11 +115,8 @@ class Schemas(State):
 
     def commit_schema(self, name: str, proto: types.Schema) -> types.Schema:
         with self.lock:
-            revisions = self._schema(name)
-            if proto.type_ != revisions[-1].type_:
-                raise invalid("A revision must keep the schema's type")
-        revision = self._new_revision(name, proto)
-        return self._append(name, revision)
+            self._schema(name)
+        return self._append(name, self._new_revision(name, proto))
 
     def _append(self, name: str, revision: types.Schema) -> types.Schema:
         with self.lock:

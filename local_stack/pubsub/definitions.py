@@ -73,9 +73,8 @@ class Protobuf(Definition):
             root = compiled.root_message
         else:
             files = _protoc(text)
+            # An import fails to compile: nothing but the definition is on the include path.
             (only,) = files.file
-            if only.dependency:
-                raise invalid("Invalid protocol buffer schema: imports are not supported")
             if len(only.message_type) != 1 or only.enum_type or only.service:
                 raise invalid(
                     "Invalid protocol buffer schema: it must define exactly one top-level type, "

@@ -143,6 +143,14 @@ def masked_update(current, patch, paths: list[str], immutable: set[str]):
         raise invalid(f"update_mask names no field that can be updated: {unknown or paths}")
     updated = kind.deserialize(kind.serialize(current))
     for path in paths:
-        field = path.split(".")[0]
-        setattr(updated, field, getattr(patch, field))
+        # A nested path ("schema_settings.first_revision_id", as Google's samples send it)
+        # changes that field only, and leaves its siblings as they were.
+        *parents, leaf = path.split(".")
+        target, source = updated, patch
+        try:
+            for name in parents:
+                target, source = getattr(target, name), getattr(source, name)
+            setattr(target, leaf, getattr(source, leaf))
+        except (AttributeError, TypeError):
+            raise invalid(f"update_mask names no field that can be updated: {path}") from None
     return updated

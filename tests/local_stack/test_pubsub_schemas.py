@@ -350,6 +350,29 @@ def test_update_topic_checks_the_new_schema(clients, schemas):
         )
 
 
+def test_update_topic_moves_the_revision_range_by_nested_mask_paths(clients, schemas):
+    """Google's sample update_topic_schema sends exactly this mask."""
+    publisher, _ = clients
+    first = create(schemas)
+    second = commit(schemas, first.name, NAME_ONLY_AVRO)
+    topic = schema_topic(clients, first.name)
+    patch = {
+        "name": topic,
+        "schema_settings": {
+            "first_revision_id": second.revision_id,
+            "last_revision_id": second.revision_id,
+        },
+    }
+    mask = "schemaSettings.firstRevisionId,schemaSettings.lastRevisionId"
+    updated = publisher.update_topic(request={"topic": patch, "update_mask": mask})
+    settings = updated.schema_settings
+    assert (settings.schema, settings.encoding) == (first.name, JSON)
+    assert (settings.first_revision_id, settings.last_revision_id) == (
+        second.revision_id,
+        second.revision_id,
+    )
+
+
 # -- Protocol Buffer schemas (ours only; see the module's docstring) --------------------------
 
 

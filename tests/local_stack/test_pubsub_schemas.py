@@ -17,6 +17,7 @@ from unittest import mock
 
 import pytest
 from google.api_core import exceptions
+from google.protobuf import descriptor_pb2
 from google.pubsub_v1 import SchemaServiceClient, types
 
 from tests.local_stack.test_pubsub_conformance import PROJECT, pull, subscribe, unique
@@ -420,3 +421,24 @@ def test_proto2_required_fields_are_enforced(schemas, emulator):
     schemas.validate_message(request=request | {"message": b"\x0a\x01A", "encoding": BINARY})
     with pytest.raises(exceptions.InvalidArgument):
         schemas.validate_message(request=request | {"message": b"", "encoding": BINARY})
+
+
+def test_a_compiled_descriptor_set_serves_as_a_protobuf_definition(schemas, emulator):
+    emulator.only_ours("Google's emulator does not support Protocol Buffer schemas")
+    field = descriptor_pb2.FieldDescriptorProto
+    state = descriptor_pb2.DescriptorProto(
+        name="State",
+        field=[field(name="name", number=1, type=field.TYPE_STRING, label=field.LABEL_OPTIONAL)],
+    )
+    files = descriptor_pb2.FileDescriptorSet(
+        file=[descriptor_pb2.FileDescriptorProto(name="state.proto", message_type=[state])]
+    )
+    compiled = {"compiled_bytes": files.SerializeToString(), "root_message": "State"}
+    schema = {"type_": PROTOCOL_BUFFER, "compiled_proto_schema": compiled}
+    request = {"parent": PARENT, "schema": schema, "encoding": BINARY}
+    schemas.validate_message(request=request | {"message": b"\x0a\x06Alaska"})
+    with pytest.raises(exceptions.InvalidArgument):
+        schemas.validate_message(request=request | {"message": b"\x0a\x10Alaska"})
+    unknown_root = schema | {"compiled_proto_schema": compiled | {"root_message": "Nope"}}
+    with pytest.raises(exceptions.InvalidArgument):
+        schemas.validate_schema(parent=PARENT, schema=unknown_root)

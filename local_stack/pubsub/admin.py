@@ -35,6 +35,8 @@ class Admin(Schemas):
     def update_topic(self, patch: types.Topic, paths: list[str]) -> types.Topic:
         with self.lock:
             updated = masked_update(self._topic(patch.name), patch, paths, IMMUTABLE_TOPIC)
+            if "schema_settings" in updated and not updated.schema_settings.schema:
+                updated.schema_settings = None  # masked but left empty: the topic drops it
             validate_topic(updated)
             self._check_schema_settings(updated)
             self.topics[patch.name] = updated

@@ -374,6 +374,15 @@ def test_update_topic_moves_the_revision_range_by_nested_mask_paths(clients, sch
     )
 
 
+def test_update_topic_with_empty_schema_settings_removes_the_schema(clients, schemas):
+    publisher, _ = clients
+    topic = schema_topic(clients, create(schemas).name)
+    mask = {"paths": ["schema_settings"]}
+    updated = publisher.update_topic(request={"topic": {"name": topic}, "update_mask": mask})
+    assert not updated.schema_settings.schema
+    assert publish(clients, topic, b"no longer checked")
+
+
 # -- Protocol Buffer schemas (ours only; see the module's docstring) --------------------------
 
 

@@ -261,7 +261,9 @@ class System:
     def cdk(self, *args: str) -> list[str]:
         argv = [*self.tools.cdk, *args, "-c", f"env={self.name}"]
         if self.outputs != ROOT:
-            argv += ["-c", f"gcp_outputs={self.outputs / 'gcp-outputs' / (self.name + '.json')}"]
+            # Relative: the CDK app joins it to the checkout (and names it relative to it).
+            gcp = os.path.relpath(self.outputs / "gcp-outputs" / f"{self.name}.json", ROOT)
+            argv += ["-c", f"gcp_outputs={gcp}"]
         return argv
 
     def gcp_common(self) -> list[str]:

@@ -55,7 +55,7 @@ def test_every_skybridge_variable_named_in_the_project_is_a_setting():
             found.setdefault(name, set()).add(path)
     assert found, "the scan found no SKYBRIDGE_ names at all"
     unknown = {name: sorted(paths) for name, paths in found.items() if name not in KNOWN}
-    assert not unknown
+    assert not unknown, unknown
 
 
 def test_the_local_stack_sets_only_settings_the_runtime_reads(tmp_path):

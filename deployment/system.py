@@ -235,8 +235,11 @@ class CloudPlan:
     counts: Counts
     detail: str = ""  # what else the line says (stacks, plan file)
     plan_file: Path | None = None
+    unknown: str = ""  # what happens, when it cannot be counted beforehand
 
     def line(self) -> str:
+        if self.unknown:
+            return f"{self.cloud}: {self.unknown}"
         changes = self.counts.line() if self.counts.any else "no changes"
         return f"{self.cloud}: {changes}" + (f" — {self.detail}" if self.detail else "")
 
@@ -286,7 +289,8 @@ class System:
             return CloudPlan(
                 "GCP",
                 Counts(),
-                "everything labelled as the stack's (this gcp_stack cannot show a destroy plan)",
+                unknown="destroy everything the stack owns (this "
+                "gcp_stack cannot show a destroy plan first)",
             )
         code, output = self.tools.run(self.tools.gcp(*args))
         if code not in (0, 2):
@@ -309,7 +313,7 @@ class System:
         return CloudPlan(
             "AWS",
             Counts(destroyed=len(stacks)),
-            f"stack(s) {', '.join(stacks)} and every resource in them",
+            unknown=f"destroy stack {', '.join(stacks)} and every resource in it",
         )
 
     # approval

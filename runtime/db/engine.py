@@ -57,7 +57,7 @@ class DatabaseSecret:
 def database_name(settings: Settings) -> str:
     """The database as the operator named it, without its password (for error messages)."""
     if settings.database_secret_arn:
-        return f"the database of secret {settings.database_secret_arn}"
+        return f"the database with the credentials from {settings.database_secret_arn}"
     try:
         return make_url(settings.database_url).render_as_string(hide_password=True)
     except ArgumentError:

@@ -51,6 +51,8 @@ def test_every_skybridge_variable_named_in_the_project_is_a_setting():
             text = (ROOT / path).read_text()
         except UnicodeDecodeError:
             continue
+        # The error's own example (README) names a misspelt variable on purpose.
+        text = re.sub(r"SKYBRIDGE_\w+ is not a skybridge setting", "", text)
         for name in NAME.findall(text):
             found.setdefault(name, set()).add(path)
     assert found, "the scan found no SKYBRIDGE_ names at all"

@@ -10,7 +10,7 @@ CDK    := npx --no-install cdk
 
 # aws_stack picks the project-local Node 24 for jsii itself (see aws_stack/__init__.py).
 
-.PHONY: demo test typecheck lint synth bench bench-smoke deploy smoke destroy clean
+.PHONY: demo test typecheck lint synth bench bench-smoke plan deploy smoke destroy clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -53,21 +53,25 @@ bench: $(STAMP)
 bench-smoke: $(STAMP)
 	$(BIN)/python -m bench --smoke
 
-# GCP first (the AWS stack needs the ingest URL and the Workload Identity configuration),
-# then AWS, then GCP again to point the uptime check at the new API URL.
+# Both clouds through one plan and one question (deployment/system.py): `make plan` shows
+# `cdk diff` and the GCP plan with a line per cloud; deploy and destroy show both, ask once,
+# then run GCP, AWS, GCP again for the uptime check (destroy: AWS first). AUTO_APPROVE=1
+# skips the question, except for prod, which needs CONFIRM=prod (or its name typed).
+APPROVAL = $(if $(filter 1 true yes,$(AUTO_APPROVE)),--auto-approve) $(if $(CONFIRM),--confirm $(CONFIRM))
+SYSTEM = $(BIN)/python -m deployment
+
+plan: $(STAMP) $(NODE_STAMP)
+	$(SYSTEM) plan --env $(ENV) --cdk "$(CDK)"
+
 deploy: $(STAMP) $(NODE_STAMP)
 	$(BIN)/python -m deployment.preflight --env $(ENV)
-	$(BIN)/python -m gcp_stack deploy --env $(ENV) --auto-approve
-	$(CDK) deploy --all -c env=$(ENV) -c wheelhouse=true --require-approval never --outputs-file cdk-outputs/$(ENV).json
-	$(BIN)/python -m gcp_stack deploy --env $(ENV) --auto-approve
+	$(SYSTEM) deploy --env $(ENV) --cdk "$(CDK)" $(APPROVAL)
 
 smoke: $(STAMP)
 	$(BIN)/python -m smoke --env $(ENV)
 
-# AWS first, so the relay stops calling before its target goes away.
 destroy: $(STAMP) $(NODE_STAMP)
-	$(CDK) destroy --all -c env=$(ENV) --force
-	$(BIN)/python -m gcp_stack destroy --env $(ENV) --auto-approve
+	$(SYSTEM) destroy --env $(ENV) --cdk "$(CDK)" $(APPROVAL)
 
 clean:
 	rm -rf $(VENV) node_modules cdk.out build .pytest_cache .local_stack

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 import environments
 from local_stack.stack import LocalStack, Options
@@ -74,14 +75,15 @@ def main(argv: list[str] | None = None) -> int:
                       retention_failed_days=dev.retention.failed_days)  # fmt: skip
     stack = LocalStack(options)
     stopping = threading.Event()
+    interrupted = False
 
-    def stop(signum, _frame) -> None:
+    def terminate(_signum, _frame) -> None:
         stopping.set()
         if args.command == "demo":
             raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, terminate)  # `up` stops cleanly and exits 0
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C: 130, anywhere
     try:
         with console.status("starting emulators, functions, API and relay…"):
             stack.start()
@@ -98,18 +100,24 @@ def main(argv: list[str] | None = None) -> int:
             return watch(stack, console, stopping, args.aws_alarms)
         while not stopping.wait(0.5):
             if dead := stack.dead_children():
-                console.print(f"[red]{', '.join(dead)} exited; stopping (logs: {stack.logs})")
+                console.print(
+                    Text(f"{', '.join(dead)} exited; stopping (logs: {stack.logs})", style="red")
+                )
                 return 1
         return 0
     except KeyboardInterrupt:
+        interrupted = True
         return 130
     except RuntimeError as error:
-        console.print(f"[red]error: {error}")
+        # Text, not markup (the reason may hold brackets); one line, however wide.
+        console.print(Text.assemble(("error: ", "red"), str(error)), soft_wrap=True)
         return 1
     finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the stop
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         with console.status("stopping…"):
             stack.stop()
-        console.print("stopped; nothing left running")
+        console.print("interrupted: " * interrupted + "stopped; nothing left running")
 
 
 if __name__ == "__main__":

@@ -330,4 +330,11 @@ class LocalStack:
     def _migrate(self) -> None:
         import subprocess
 
-        subprocess.run(commands.migrate_argv(), env=self.environ(), check=True, capture_output=True)
+        done = subprocess.run(
+            commands.migrate_argv(), env=self.environ(), capture_output=True, text=True
+        )
+        if done.returncode != 0:
+            # migrate's own sentence says why (unreachable, refused, no such database).
+            lines = [line for line in done.stderr.splitlines() if line.strip()]
+            why = lines[-1].removeprefix("error: ") if lines else f"exit {done.returncode}"
+            raise RuntimeError(f"the database did not migrate: {why}")

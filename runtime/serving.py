@@ -8,11 +8,13 @@ each field is a JSON value, serialised by the same formatter as the app's logs.
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from gunicorn.glogging import Logger
 
 from runtime.observability import JsonFormatter
+from runtime.settings import SettingsError
 
 
 class JsonLogger(Logger):
@@ -21,6 +23,15 @@ class JsonLogger(Logger):
         for log in (self.error_log, self.access_log):
             for handler in log.handlers:
                 handler.setFormatter(JsonFormatter())
+
+    def exception(self, msg: str, *args: Any, **kwargs: Any) -> None:
+        # A worker that cannot load the app because a setting is wrong: the sentence naming
+        # the variable, not a traceback through gunicorn's loader (then "failed to boot").
+        error = sys.exc_info()[1]
+        if isinstance(error, SettingsError):
+            self.error_log.error("%s", error, extra={"event": "settings.invalid"})
+            return
+        super().exception(msg, *args, **kwargs)
 
     def access(self, resp: Any, req: Any, environ: dict[str, Any], request_time: Any) -> None:
         if not self.access_log_enabled:

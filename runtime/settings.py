@@ -6,13 +6,15 @@ a local run; a value the current process needs but lacks fails at start naming t
 
 from __future__ import annotations
 
+import difflib
 import os
 from functools import lru_cache
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 PREFIX = "SKYBRIDGE_"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 class SettingsError(RuntimeError):
@@ -94,6 +96,13 @@ class Settings(BaseModel):
     metrics_namespace: str = "Skybridge"
     log_level: str = "INFO"
 
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        if value.upper() not in LOG_LEVELS:
+            raise ValueError(f"{value!r} is not a log level; use one of {', '.join(LOG_LEVELS)}")
+        return value.upper()
+
     def require(self, *fields: str) -> None:
         missing = [f"SKYBRIDGE_{name.upper()}" for name in fields if not getattr(self, name)]
         if missing:
@@ -101,19 +110,41 @@ class Settings(BaseModel):
 
 
 def _from_environment() -> dict[str, str]:
-    return {
+    """Every `SKYBRIDGE_*` variable, each one a setting: a misspelt name is an error naming
+    the closest known one (it used to be ignored, so the setting silently kept its default)."""
+    values = {
         name[len(PREFIX) :].lower(): value
         for name, value in os.environ.items()
         if name.upper().startswith(PREFIX)
     }
+    for field in values:
+        if field not in Settings.model_fields:
+            raise SettingsError(unknown_variable(PREFIX + field.upper()))
+    return values
+
+
+def unknown_variable(name: str) -> str:
+    # Compared without the prefix, which every name shares and would make any two close.
+    field = name.upper().removeprefix(PREFIX)
+    known = [known.upper() for known in Settings.model_fields]
+    close = difflib.get_close_matches(field, known, n=1, cutoff=0.6)
+    hint = f"did you mean {PREFIX}{close[0]}?" if close else "see runtime/settings.py for the list"
+    return f"{name} is not a skybridge setting ({hint}): rename or unset it"
+
+
+def load_settings(**values: Any) -> Settings:
+    """Settings from `values` and the environment, or a SettingsError naming each variable
+    that is wrong and how."""
+    try:
+        return Settings(**values)
+    except ValidationError as error:
+        problems = "; ".join(
+            f"SKYBRIDGE_{str(item['loc'][0]).upper()}: {item['msg'].removeprefix('Value error, ')}"
+            for item in error.errors()
+        )
+        raise SettingsError(f"invalid setting(s): {problems}") from None
 
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    try:
-        return Settings()
-    except ValidationError as error:
-        problems = "; ".join(
-            f"SKYBRIDGE_{str(item['loc'][0]).upper()}: {item['msg']}" for item in error.errors()
-        )
-        raise SettingsError(f"invalid setting(s): {problems}") from None
+    return load_settings()

@@ -11,7 +11,10 @@ and exits non-zero on any mismatch.
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
+from urllib.parse import urlsplit
 
 from environments import outputs as handover
 from smoke import check, storage
@@ -33,22 +36,48 @@ def targets_from_outputs(env: str) -> tuple[str, str]:
     return aws.api_url.rstrip("/"), gcp.bucket
 
 
+def http_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not an http(s) URL with a host, such as https://api.example.com"
+        )
+    return value.rstrip("/")
+
+
+def interrupted(*_: object) -> None:
+    # At once, from the handler: the posting threads would otherwise be waited for.
+    sys.stderr.write("\nsmoke: interrupted; what the API accepted is delivered as usual\n")
+    sys.stderr.flush()
+    os._exit(130)
+
+
 def main(argv: list[str] | None = None) -> int:
+    signal.signal(signal.SIGINT, interrupted)
     parser = argparse.ArgumentParser(prog="python -m smoke", description=__doc__.split("\n")[0])
     parser.add_argument("--env", help="environment name: read targets from the deploy outputs")
-    parser.add_argument("--api-url", help="base URL of the API")
+    parser.add_argument("--api-url", type=http_url, help="base URL of the API")
     parser.add_argument("--bucket", help="the bucket `store` writes to")
-    parser.add_argument("--storage-endpoint", help="a Cloud Storage emulator (local stacks)")
+    parser.add_argument(
+        "--storage-endpoint", type=http_url, help="a Cloud Storage emulator (local stacks)"
+    )
     parser.add_argument("--count", type=int, default=20)
     parser.add_argument("--timeout", type=float, default=300)
     args = parser.parse_args(argv)
     if args.env:
         api_url, bucket_name = targets_from_outputs(args.env)
     elif args.api_url and args.bucket:
-        api_url, bucket_name = args.api_url.rstrip("/"), args.bucket
+        api_url, bucket_name = args.api_url, args.bucket
     else:
         parser.error("give --env, or both --api-url and --bucket")
 
+    try:
+        check.probe("the API", f"{api_url}/livez")
+        if args.storage_endpoint:
+            check.probe("the storage emulator", args.storage_endpoint)
+    except check.Unreachable as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     bucket = storage.bucket(bucket_name, endpoint=args.storage_endpoint)
     report = check.Report(sent=check.post_all(api_url, check.varied_submissions(args.count)))
     check.wait_for_objects(

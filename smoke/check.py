@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import statistics
 import string
 import threading
@@ -124,8 +125,35 @@ def _session() -> requests.Session:
     return session
 
 
+class Unreachable(Exception):
+    """An endpoint did not answer at all; the message names it and what to check."""
+
+
+def probe(name: str, url: str, timeout: float = 5.0) -> None:
+    """Fail within `timeout` seconds, naming `url`, when nothing answers there (any HTTP
+    answer will do): without it an unreachable API cost minutes of retries, then `HTTP 0`."""
+    try:
+        _session().get(url, timeout=timeout)
+    except requests.Timeout:
+        raise Unreachable(
+            f"{name} at {url} did not answer within {timeout:.0f}s: check the URL and that "
+            "it runs and is reachable from here"
+        ) from None
+    except requests.RequestException as error:
+        # The socket's own words ("[Errno 111] Connection refused"), not urllib3's wrapping.
+        found = re.search(r"\[Errno -?\d+\] [^'\")]+", str(error))
+        why = found.group(0) if found else type(error).__name__
+        raise Unreachable(
+            f"cannot reach {name} at {url} ({why}): check the URL and that it runs"
+        ) from None
+
+
+def _silent(_: int) -> None:
+    pass
+
+
 def post_all(
-    api_url: str, bodies: list[dict[str, Any]], concurrency: int = 16, progress: Progress = print
+    api_url: str, bodies: list[dict[str, Any]], concurrency: int = 16, progress: Progress = _silent
 ) -> list[Sent]:
     """POST every body with its own Idempotency-Key; retries (same key) on 503 and errors."""
     session = _session()
@@ -168,7 +196,7 @@ def wait_for_objects(
     list_objects: Callable[[], Iterator[tuple[str, Callable[[], bytes]]]],
     report: Report,
     timeout: float,
-    progress: Progress = print,
+    progress: Progress = _silent,
     healthy: Callable[[], bool] = lambda: True,
 ) -> None:
     """Poll the bucket until every accepted submission is an object, the timeout, or until
@@ -189,7 +217,7 @@ def wait_for_objects(
 
 
 def follow_statuses(
-    api_url: str, report: Report, timeout: float = 30.0, progress: Progress = lambda _: None
+    api_url: str, report: Report, timeout: float = 30.0, progress: Progress = _silent
 ) -> None:
     """Read every accepted submission's status from the API until each says `stored` (as
     GCP's receipt confirmed it) or the timeout."""

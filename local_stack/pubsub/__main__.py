@@ -29,7 +29,11 @@ def main(argv: list[str] | None = None) -> int:
     stopped = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopped.set())
     signal.signal(signal.SIGINT, lambda *_: stopped.set())
-    emulator.start()
+    try:
+        emulator.start()
+    except OSError as error:
+        print(f"error: {error}; pick another with --port (0 for a free one)", file=sys.stderr)
+        return 1
     print(f"listening on {emulator.address}", flush=True)
     tick = args.sample_interval or 0.5
     counter = PublishCounter(emulator.broker)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from concurrent import futures
 
 import grpc
@@ -36,6 +37,9 @@ class PubSubEmulator:
             options=[
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+                # gRPC sets SO_REUSEPORT by default: a second emulator on a port in use
+                # would bind too and take half the connections, instead of failing.
+                ("grpc.so_reuseport", 0),
             ],
         )
         self.server.add_generic_rpc_handlers(
@@ -51,9 +55,23 @@ class PubSubEmulator:
         return f"{self.host}:{self.port}"
 
     def start(self) -> int:
-        self.port = self.server.add_insecure_port(f"{self.host}:{self.port}")
-        if not self.port:
-            raise OSError(f"cannot bind {self.host}")
+        """Listen and serve; an OSError naming the address when it cannot be bound."""
+        if self.port:  # asked first, so gRPC's own multi-line complaint never prints
+            with socket.socket() as probe:
+                # As gRPC binds (SO_REUSEADDR): a port in TIME_WAIT is free, a listening one not.
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                try:
+                    probe.bind((self.host, self.port))
+                except OSError as error:
+                    raise OSError(f"cannot listen on {self.address}: {error.strerror}") from None
+        try:
+            bound = self.server.add_insecure_port(f"{self.host}:{self.port}")
+        except RuntimeError:  # grpcio ≥ 1.60 raises where older ones returned 0
+            bound = 0
+        if not bound:
+            raise OSError(f"cannot listen on {self.address}: the port is in use or the host "
+                          "is not this machine's")  # fmt: skip
+        self.port = bound
         self.server.start()
         self.pusher.thread.start()
         return self.port

@@ -9,17 +9,17 @@ from typing import Any
 
 from flask import Flask, g, request
 from flask.json.provider import DefaultJSONProvider
-from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import InterfaceError, OperationalError, ProgrammingError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
 from runtime.api.limits import RateLimiter
-from runtime.api.problems import Problem
+from runtime.api.problems import Problem, not_migrated_problem
 from runtime.api.services import Services, install
-from runtime.db import create_db_engine, migrate
+from runtime.db import create_db_engine, migrate, schema_missing
 from runtime.ids import new_id
 from runtime.observability import Metrics, configure_logging, request_id, submission_id
-from runtime.settings import Settings, get_settings
+from runtime.settings import Settings, get_settings, load_settings
 
 log = logging.getLogger("skybridge.api")
 # A client's X-Request-Id is echoed and logged only in this shape (UUIDs, ULIDs, trace ids);
@@ -40,7 +40,7 @@ def create_app(config: dict[str, Any] | Settings | None = None) -> Flask:
     if isinstance(config, Settings):
         settings = config
     elif config:
-        settings = Settings(**config)
+        settings = load_settings(**config)
     else:
         settings = get_settings()
     configure_logging(settings.log_level)
@@ -89,6 +89,13 @@ def _register_request_context(app: Flask) -> None:
 
 
 def _register_error_handlers(app: Flask, settings: Settings) -> None:
+    def _not_migrated(error: Exception):
+        log.error(
+            "database not migrated: %s", error.__cause__ or getattr(error, "orig", error),
+            extra={"event": "db.not_migrated"},
+        )  # fmt: skip
+        return not_migrated_problem(settings.retry_after_seconds).response(request.path)
+
     @app.errorhandler(Problem)
     def _problem(problem: Problem):
         return problem.response(request.path)
@@ -108,6 +115,8 @@ def _register_error_handlers(app: Flask, settings: Settings) -> None:
         ).response(request.path)
 
     def _unavailable(error: Exception):
+        if schema_missing(error):
+            return _not_migrated(error)
         log.warning(
             "database unavailable: %s", type(error).__name__, extra={"event": "db.unavailable"}
         )
@@ -121,6 +130,10 @@ def _register_error_handlers(app: Flask, settings: Settings) -> None:
 
     for unavailable in (OperationalError, InterfaceError, PoolTimeout):
         app.register_error_handler(unavailable, _unavailable)
+
+    @app.errorhandler(ProgrammingError)  # MySQL's "table doesn't exist" is one
+    def _programming(error: ProgrammingError):
+        return _not_migrated(error) if schema_missing(error) else _unexpected(error)
 
     @app.errorhandler(SQLAlchemyError)
     @app.errorhandler(Exception)

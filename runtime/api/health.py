@@ -11,8 +11,9 @@ from __future__ import annotations
 from flask import Blueprint
 
 from runtime import outbox, receipts
+from runtime.api.problems import not_migrated_problem
 from runtime.api.services import services
-from runtime.db import utcnow
+from runtime.db import pending, utcnow
 
 blueprint = Blueprint("health", __name__)
 PENDING_CAP = 10_000  # readiness counts at most this many outbox rows
@@ -27,9 +28,12 @@ def healthz():
 @blueprint.get("/readyz")
 def readyz():
     """Ready when the database answers; reports the outbox backlog and the forwarded
-    submissions GCP has not confirmed yet (a 503 when the database doesn't answer)."""
+    submissions GCP has not confirmed yet (a 503 when the database doesn't answer, or
+    lacks a migration this code needs)."""
     now = utcnow()
     with services().engine.begin() as connection:
+        if pending(connection):  # the queries below may work on an older schema: ask
+            raise not_migrated_problem(services().settings.retry_after_seconds)
         backlog, oldest_age = outbox.stats(connection, now, cap=PENDING_CAP)
         unconfirmed, oldest_unconfirmed = receipts.unconfirmed(connection, now)
     return {

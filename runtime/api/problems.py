@@ -6,6 +6,8 @@ from typing import Any
 
 from flask import Response, json
 
+from runtime.db.migrations import MIGRATE_HINT
+
 PROBLEM_TYPE = "application/problem+json"
 TYPE_BASE = "https://skybridge.example/problems/"
 
@@ -48,6 +50,17 @@ class Problem(Exception):
         response = Response(json.dumps(body), status=self.status, mimetype=PROBLEM_TYPE)
         response.headers.update(self.headers)
         return response
+
+
+def not_migrated_problem(retry_after: int) -> Problem:
+    """The database lacks a migration this code needs: the operator, not time, fixes it."""
+    return Problem(
+        503,
+        "database-not-migrated",
+        "Service Unavailable",
+        f"the database schema is older than this API: {MIGRATE_HINT}",
+        headers={"Retry-After": str(retry_after)},
+    )
 
 
 def field_name(location: tuple[Any, ...]) -> str:

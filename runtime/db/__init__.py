@@ -15,10 +15,18 @@ from __future__ import annotations
 
 from runtime.db.engine import DatabaseSecret, create_db_engine
 from runtime.db.inserts import insert_rows
-from runtime.db.migrations import MIGRATIONS, MigrationLockTimeout, migrate
+from runtime.db.migrations import (
+    MIGRATE_HINT,
+    MIGRATIONS,
+    MigrationLockTimeout,
+    migrate,
+    pending,
+    schema_missing,
+)
 from runtime.db.schema import metadata, outbox, schema_migrations, submissions, utcnow
 
 __all__ = [
+    "MIGRATE_HINT",
     "MIGRATIONS",
     "DatabaseSecret",
     "MigrationLockTimeout",
@@ -27,7 +35,9 @@ __all__ = [
     "metadata",
     "migrate",
     "outbox",
+    "pending",
     "schema_migrations",
+    "schema_missing",
     "submissions",
     "utcnow",
 ]

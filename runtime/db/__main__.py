@@ -1,15 +1,20 @@
 """`python -m runtime.db migrate`: apply pending migrations to SKYBRIDGE_DATABASE_URL;
-`python -m runtime.db purge`: delete what is past retention now (the relay does it too)."""
+`python -m runtime.db purge`: delete what is past retention now (the relay does it too).
+
+Exit codes: 0 done, 1 the database could not be reached or changed, 2 a setting is wrong.
+Each failure is one sentence naming the database and what to do.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy import text
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
 
-from runtime.db.engine import create_db_engine
-from runtime.db.migrations import migrate
+from runtime.db.engine import create_db_engine, database_name, error_reason
+from runtime.db.migrations import MigrationLockTimeout, migrate
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,18 +40,49 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(settings.log_level)
     source = settings.database_secret_arn or "SKYBRIDGE_DATABASE_URL"
     if args.command == "migrate":
-        try:
-            applied = migrate(create_db_engine(settings))
-        except DBAPIError as error:
-            print(
-                f"error: cannot migrate the database with the credentials from {source}: "
-                f"{error.orig}; check the database is reachable and the secret current",
-                file=sys.stderr,
-            )
-            return 1
-        print(f"applied migrations: {applied or 'none (up to date)'}")
+        return _migrate(settings)
     elif args.command == "purge":
         return _purge(args, settings, source)
+    return 0
+
+
+def _migrate(settings) -> int:
+    database = database_name(settings)
+    try:
+        engine = create_db_engine(settings)
+    except (ArgumentError, NoSuchModuleError) as error:
+        print(
+            f"error: SKYBRIDGE_DATABASE_URL {database} is not a database URL skybridge can use "
+            f"({error}): use mysql+pymysql://USER@HOST:PORT/NAME or sqlite:///PATH",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+    except SQLAlchemyError as error:
+        print(
+            f"error: cannot connect to {database}: {error_reason(error)}; check the server runs, "
+            "the address and port are right and the credentials current",
+            file=sys.stderr,
+        )
+        return 1
+    try:
+        applied = migrate(engine)
+    except SQLAlchemyError as error:
+        print(
+            f"error: connected to {database} but cannot migrate it: {error_reason(error)}; "
+            "check the user may create and alter tables there, and that nothing else uses "
+            "skybridge's table names",
+            file=sys.stderr,
+        )
+        return 1
+    except MigrationLockTimeout as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    finally:
+        engine.dispose()
+    print(f"applied migrations: {applied or 'none (up to date)'}")
     return 0
 
 

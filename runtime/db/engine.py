@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.exc import ArgumentError, DBAPIError, DisconnectionError, SQLAlchemyError
 from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential
 
 from runtime.settings import Settings
@@ -52,6 +52,21 @@ class DatabaseSecret:
                 self._value = json.loads(payload)
                 self._read_at = time.monotonic()
             return self._value
+
+
+def database_name(settings: Settings) -> str:
+    """The database as the operator named it, without its password (for error messages)."""
+    if settings.database_secret_arn:
+        return f"the database with the credentials from {settings.database_secret_arn}"
+    try:
+        return make_url(settings.database_url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return repr(settings.database_url)
+
+
+def error_reason(error: SQLAlchemyError) -> str:
+    """The driver's own words, on one line (SQLAlchemy adds the statement and a link)."""
+    return str(error.orig if isinstance(error, DBAPIError) else error).splitlines()[0]
 
 
 def create_db_engine(settings: Settings) -> Engine:

@@ -67,6 +67,29 @@ MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
 ]
 
 MIGRATION_LOCK = "skybridge_migrate"
+MIGRATE_HINT = "run `python -m runtime.db migrate` with this SKYBRIDGE_DATABASE_URL"
+# What a database whose schema is older than the code answers: MySQL's 1146 (no such table)
+# and 1054 (unknown column), SQLite's messages for the same. `migrate` fixes both; waiting
+# does not, so they are not an outage to retry.
+_MISSING_SCHEMA_CODES = (1146, 1054)
+_MISSING_SCHEMA_MESSAGES = ("no such table", "no such column")
+
+
+def schema_missing(error: BaseException) -> bool:
+    """Whether a database error says a table or column the code needs is not there."""
+    orig = getattr(error, "orig", error)
+    args = getattr(orig, "args", ())
+    if args and args[0] in _MISSING_SCHEMA_CODES:
+        return True
+    return str(orig).startswith(_MISSING_SCHEMA_MESSAGES)
+
+
+def pending(connection: Connection) -> list[int]:
+    """The migrations this database lacks (every one when it has no schema_migrations)."""
+    if not inspect(connection).has_table(schema_migrations.name):
+        return [version for version, _, _ in MIGRATIONS]
+    done: set[int] = set(connection.scalars(select(schema_migrations.c.version)))
+    return [version for version, _, _ in MIGRATIONS if version not in done]
 
 
 class MigrationLockTimeout(RuntimeError):

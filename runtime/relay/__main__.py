@@ -8,7 +8,10 @@ import argparse
 import signal
 import sys
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from runtime.db import create_db_engine, migrate
+from runtime.db.engine import database_name, error_reason
 from runtime.observability import Metrics, configure_logging
 from runtime.relay.loop import Relay, replay
 from runtime.settings import SettingsError, get_settings
@@ -62,6 +65,16 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except SQLAlchemyError as error:  # before the loop, which rides out outages itself
+        print(
+            f"error: cannot use {database_name(settings)}: {error_reason(error)}; check it "
+            "runs, is reachable and migrated (`python -m runtime.db migrate`)",
+            file=sys.stderr,
+        )
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
 
     def stop(*_: object) -> None:
         relay.stop()

@@ -88,3 +88,5 @@ def test_smoke_command_passes_against_the_local_stack(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     assert "smoke: OK" in result.stdout
     assert "stored 15" in result.stdout
+    # Only the summary: a stray progress `1` per submission used to come first.
+    assert result.stdout.splitlines()[0].startswith("sent 15,"), result.stdout

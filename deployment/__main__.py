@@ -1,0 +1,7 @@
+"""`python -m deployment plan|deploy|destroy --env <name>` (see deployment.system)."""
+
+import sys
+
+from deployment.system import main
+
+sys.exit(main())

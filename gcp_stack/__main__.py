@@ -122,8 +122,9 @@ def _url(value: str) -> str:
     return value
 
 
-def _common() -> argparse.ArgumentParser:
-    common = _Parser(add_help=False)
+def _common(parser: argparse.ArgumentParser) -> None:
+    """The options every command takes, listed after its own (as Terraform's help does)."""
+    common = parser.add_argument_group("options of every command")
     common.add_argument("--env", help="environments/<env>.toml (default dev, or the plan's)")
     common.add_argument("--project", help="override gcp.project")
     common.add_argument("--region", help="override gcp.region")
@@ -155,10 +156,9 @@ def _common() -> argparse.ArgumentParser:
     common.add_argument(
         "--poll-interval", type=float, default=1.0, help="first wait between operation polls (s)"
     )
-    return common
 
 
-def _selection(command: argparse.ArgumentParser, name: str) -> None:
+def _selection(command: argparse._ArgumentGroup, name: str) -> None:
     """Options that choose what a plan changes (plan, deploy and destroy)."""
     command.add_argument(
         "--target", "-target", action="append", default=[], metavar="KEY",
@@ -177,56 +177,70 @@ def _selection(command: argparse.ArgumentParser, name: str) -> None:
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
-    common = _common()
     parser = _Parser(prog="python -m gcp_stack", description=__doc__, formatter_class=FORMAT)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, summary in COMMANDS.items():
-        command = commands.add_parser(
-            name, parents=[common], help=summary, prog=f"python -m gcp_stack {name}",
+        parsed = commands.add_parser(
+            name, help=summary, prog=f"python -m gcp_stack {name}",
+            usage=f"python -m gcp_stack {name}{' [PLAN]' if name in ('deploy', 'destroy') else ''}"
+            f"{' KEY' if name == 'import' else ''} [options]",
             description=f"{summary[0].upper()}{summary[1:]}.\n{DETAILS[name]}",
             epilog=EXAMPLES.get(name), formatter_class=FORMAT,
         )  # fmt: skip
-        command.set_defaults(
+        parsed.set_defaults(
             json=False, detailed_exitcode=False, auto_approve=False, plan=None, destroy=False,
             out=None, target=[], replace=[], allow_destroy_data=False, summary_out=None,
         )  # fmt: skip
         if name in ("deploy", "destroy"):
-            command.add_argument(
+            parsed.add_argument(
                 "plan", nargs="?", type=Path, metavar="PLAN",
                 help="a plan file from `plan --out`: apply exactly it, without asking",
             )  # fmt: skip
-        if name in ("plan", "deploy", "destroy"):
-            command.add_argument(
-                "--json", action="store_true",
-                help="print the plan as JSON (deploy, destroy: and the apply summary after "
-                "it, one JSON document a line)",
-            )  # fmt: skip
-            _selection(command, name)
-        if name == "plan":
-            command.add_argument(
-                "--destroy", action="store_true", help="plan a destroy instead of a deploy"
-            )
-            command.add_argument(
-                "--out", "-out", type=Path, metavar="FILE",
-                help="save the plan to FILE, for `deploy FILE`",
-            )  # fmt: skip
-            command.add_argument(
-                "--detailed-exitcode", action="store_true", help="exit 2 when there are changes"
-            )
-        if name in ("deploy", "destroy"):
-            command.add_argument("--auto-approve", action="store_true", help="apply, no asking")
-            command.add_argument(
-                "--summary-out", type=Path, metavar="FILE",
-                help="write the apply summary (added / changed / destroyed, timings) as JSON",
-            )  # fmt: skip
-        if name == "destroy":
-            command.add_argument(
-                "--force", dest="allow_destroy_data", action="store_true",
-                help="the older name of --allow-destroy-data",
-            )  # fmt: skip
         if name == "import":
-            command.add_argument("key", help="the resource's key, as the plan names it")
+            parsed.add_argument("key", help="the resource's key, as the plan names it")
+        if name in ("plan", "deploy", "destroy"):
+            _own(parsed, name)
+        _common(parsed)
     return parser.parse_args(argv)
+
+
+def _own(parsed: argparse.ArgumentParser, name: str) -> None:
+    """The options of plan, deploy and destroy."""
+    command = parsed.add_argument_group(f"{name} options")
+    if name == "plan":
+        command.add_argument(
+            "--out", "-out", type=Path, metavar="FILE",
+            help="save the plan to FILE, for `deploy FILE` (or `destroy FILE`)",
+        )  # fmt: skip
+        command.add_argument(
+            "--destroy", action="store_true", help="plan a destroy instead of a deploy"
+        )
+        command.add_argument(
+            "--detailed-exitcode", action="store_true",
+            help="exit 0 when there are no changes, 2 when there are, 1 on an error",
+        )  # fmt: skip
+    else:
+        command.add_argument(
+            "--auto-approve", action="store_true",
+            help="apply without asking (a PLAN is applied without asking anyway)",
+        )  # fmt: skip
+    _selection(command, name)
+    command.add_argument(
+        "--json", action="store_true",
+        help="print the plan as JSON" if name == "plan" else "print the plan, then the "
+        "apply summary, as JSON (one document a line)",
+    )  # fmt: skip
+    if name != "plan":
+        command.add_argument(
+            "--summary-out", type=Path, metavar="FILE",
+            help="write the apply summary (added / changed / destroyed, each change's "
+            "time) as JSON to FILE",
+        )  # fmt: skip
+    if name == "destroy":
+        command.add_argument(
+            "--force", dest="allow_destroy_data", action="store_true",
+            help="the older name of --allow-destroy-data",
+        )  # fmt: skip
 
 
 def load_environment(args: argparse.Namespace) -> environments.Environment:

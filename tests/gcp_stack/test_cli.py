@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from gcp_stack.__main__ import main
+from gcp_stack.__main__ import COMMANDS, DETAILS, main
 from tests.gcp_stack.conftest import PROJECT_NUMBER
 
 PROJECT = "skybridge-dev-000000"
@@ -182,11 +182,25 @@ def test_long_field_diffs_are_shown_whole(cli, deployed, capsys):
     assert '"daysSinceNoncurrentTime": 30' in out and '"isLive": false' in out
 
 
-def test_every_command_has_its_own_help(capsys):
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_its_own_help_as_terraform_lays_it_out(command, capsys):
     with pytest.raises(SystemExit) as done:
-        main(["plan", "--help"])
+        main([command, "--help"])
     assert done.value.code == 0
-    assert "--detailed-exitcode" in capsys.readouterr().out
+    text = capsys.readouterr().out
+    assert text.startswith(f"usage: python -m gcp_stack {command}")
+    assert DETAILS[command].split()[0] in text  # its own description, not the summary only
+    own, common = text.find(f"\n{command} options:"), text.find("\noptions of every command:")
+    assert common > 0 and (own == -1 or own < common)  # the command's options come first
+
+
+def test_plan_help_names_what_a_terraform_user_looks_for(capsys):
+    with pytest.raises(SystemExit):
+        main(["plan", "--help"])
+    text = capsys.readouterr().out
+    for option in ("--out FILE, -out FILE", "--target KEY", "--replace KEY", "--destroy",
+                   "--detailed-exitcode", "--allow-destroy-data", "examples:"):  # fmt: skip
+        assert option in text
 
 
 def test_deploy_refuses_to_apply_without_a_terminal(cli, monkeypatch, capsys):

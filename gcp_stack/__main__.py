@@ -32,6 +32,7 @@ from gcp_stack.errors import GcpStackError
 from gcp_stack.lock import StackLock
 from gcp_stack.names import Names
 from gcp_stack.resources import Context, Resource
+from gcp_stack.resources.base import REFERENCE
 
 SYMBOLS = {
     "create": ("+", "green"),
@@ -265,9 +266,12 @@ def aws_api_url(args: argparse.Namespace) -> str:
 
 
 def _shown(value: Any) -> str:
-    """A value whole: on one line when short, else indented JSON on as many as it needs."""
+    """A value whole: on one line when short, else indented JSON on as many as it needs; a
+    reference to another resource's output not known yet shows as Terraform shows it."""
     text = json.dumps(value)
-    return text if len(text) <= 80 else json.dumps(value, indent=2).replace("\n", "\n        ")
+    if len(text) > 80:
+        text = json.dumps(value, indent=2).replace("\n", "\n        ")
+    return REFERENCE.sub("(known after apply)", text)
 
 
 def print_plan(console: Console, plan: Plan, targets: list[str]) -> None:

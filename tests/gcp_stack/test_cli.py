@@ -218,3 +218,9 @@ def test_plan_shows_the_project_number_in_keys_and_takes_either_form(cli, fake, 
     assert cli("plan", "--json", "--target", key) == 0
     keys = [c["key"] for c in json.loads(capsys.readouterr().out)["changes"]]
     assert key.replace("{project_number}", PROJECT_NUMBER) in keys
+
+
+def test_a_value_known_only_after_apply_says_so(cli, deployed, capsys):
+    assert cli("plan", "--region", "europe-west4") == 0  # a new trigger: a new subscription
+    out = capsys.readouterr().out
+    assert 'subscription_id=\\"(known after apply)\\"' in out and "{output:" not in out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import contextlib
 import threading
 
 import pytest
@@ -61,10 +62,8 @@ def deploy_twice_at_once(cli, monkeypatch) -> list[int]:
     apply = Engine.apply
 
     def apply_when_both_planned(self, *args, **kwargs):
-        try:
+        with contextlib.suppress(threading.BrokenBarrierError):  # the other never got here
             both_planned.wait()
-        except threading.BrokenBarrierError:
-            pass  # the other run never got this far
         return apply(self, *args, **kwargs)
 
     monkeypatch.setattr(Engine, "apply", apply_when_both_planned)

@@ -14,7 +14,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, Literal, NoReturn
 from urllib.parse import urlsplit
 
 from pydantic import ValidationError
@@ -347,8 +347,9 @@ def summarise(
     done = [a for a in applied if a.status == "done"]
     count = {action: sum(1 for a in done if a.action == action) for action in VERBS}
     failed = sum(1 for a in applied if a.status == "failed")
-    status = "failed" if failed or len(done) < len(plan.pending) else (
-        "applied" if plan.pending else "no changes")  # fmt: skip
+    status: Literal["applied", "no changes", "failed"] = "applied" if plan.pending else "no changes"
+    if failed or len(done) < len(plan.pending):
+        status = "failed"
     return plans.ApplySummary(
         stack=environment.prefix,
         env=environment.name,

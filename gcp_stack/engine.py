@@ -312,10 +312,10 @@ class Engine:
             if key in scope and key in self.declared:
                 changes.append(self._change(key, live[key], changes, destroy, key in replace))
         for change in changes:
-            resource = self.resources[change.key]
-            if change.action in ("delete", "replace") and live.get(change.key) is not None:
-                change.destroys_data = resource.holds_data(self.ctx, live[change.key])
-            change.fingerprint = fingerprint(live.get(change.key), change.destroys_data)
+            state = live.get(change.key)
+            if change.action in ("delete", "replace") and state is not None:
+                change.destroys_data = self.resources[change.key].holds_data(self.ctx, state)
+            change.fingerprint = fingerprint(state, change.destroys_data)
         return Plan(changes, destroy=destroy)
 
     def _change(

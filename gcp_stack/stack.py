@@ -37,6 +37,8 @@ SERVICES = (
     "monitoring.googleapis.com",
     "logging.googleapis.com",
 )
+# Until the project's number is known (synth), keys and members show this placeholder.
+NUMBER_PLACEHOLDER = "{project_number}"
 PUBSUB_AGENT = "serviceAccount:service-{project_number}@gcp-sa-pubsub.iam.gserviceaccount.com"
 # What a function build needs when it runs as its own account, not the default Cloud Build
 # one: https://cloud.google.com/functions/docs/securing/build-custom-sa
@@ -44,8 +46,13 @@ BUILD_ROLES = ("roles/logging.logWriter", "roles/artifactregistry.writer",
                "roles/storage.objectViewer")  # fmt: skip
 
 
-def build(environment: Environment, api_url: str = "") -> list[Resource]:
+def build(
+    environment: Environment, api_url: str = "", project_number: str = NUMBER_PLACEHOLDER
+) -> list[Resource]:
+    """The stack's resources; `project_number` goes into the keys and members that name the
+    project by number (the Pub/Sub service agent, the relay's principal set)."""
     gcp, aws = environment.gcp, environment.aws
+    agent = PUBSUB_AGENT.format(project_number=project_number)
     names = Names(environment.prefix, gcp.project)
     labels = {STACK_LABEL: environment.prefix}
     services = [ServiceApi(f"service/{name}") for name in SERVICES]
@@ -140,7 +147,7 @@ def build(environment: Environment, api_url: str = "") -> list[Resource]:
         role_name=aws.relay_role_name,
     )
     relay_principal = (
-        "principalSet://iam.googleapis.com/projects/{project_number}/locations/global/"
+        f"principalSet://iam.googleapis.com/projects/{project_number}/locations/global/"
         f"workloadIdentityPools/{names.pool}/attribute.aws_role/{aws.relay_role_name}"
     )
     bindings = [
@@ -166,12 +173,12 @@ def build(environment: Environment, api_url: str = "") -> list[Resource]:
         # Pub/Sub service agent predates 2021-04-08 lack this grant.
         # https://cloud.google.com/pubsub/docs/authenticate-push-subscriptions
         ("service_account", names.email("store"), "roles/iam.serviceAccountTokenCreator",
-         PUBSUB_AGENT, (sa["store"].key,)),
+         agent, (sa["store"].key,)),
         # Dead-lettering: the Pub/Sub service agent forwards from the trigger's subscription
         # (which Eventarc names itself) to the dead-letter topic.
-        ("topic", names.dead_letter, "roles/pubsub.publisher", PUBSUB_AGENT, (dead_letter.key,)),
+        ("topic", names.dead_letter, "roles/pubsub.publisher", agent, (dead_letter.key,)),
         ("trigger_subscription", names.function("store"), "roles/pubsub.subscriber",
-         PUBSUB_AGENT, (store.key,)),
+         agent, (store.key,)),
     ]  # fmt: skip
     iam = [
         IamMember(

@@ -96,6 +96,15 @@ class Resource:
     def delete(self, ctx: Context) -> None:
         raise NotImplementedError
 
+    def holds_data(self, ctx: Context, live: dict[str, Any]) -> str:
+        """What deleting the live resource would lose, in a few words ("": nothing), such
+        as "holds 3 objects"; the plan marks its delete or replace as destroying data."""
+        return ""
+
+    def empty(self, ctx: Context) -> None:
+        """Delete the data it holds, before a delete that the user allowed to lose it
+        (`--allow-destroy-data`); most kinds delete their data with themselves."""
+
     def outputs(self, live: dict[str, Any]) -> dict[str, Any]:
         return {}
 

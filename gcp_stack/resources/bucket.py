@@ -10,6 +10,7 @@ from gcp_stack.errors import ApiCallFailed
 from gcp_stack.resources.base import Context, Resource, labelled
 
 NEARLINE_MINIMUM_DAYS = 30
+MAX_COUNTED = 1000  # object versions counted for the plan (one page of objects.list)
 
 
 @dataclass
@@ -17,7 +18,6 @@ class Bucket(Resource):
     location: str = ""
     labels: dict[str, str] = field(default_factory=dict)
     retention_days: int = 365
-    force_destroy: bool = False  # set by `destroy --force`
     label_field: ClassVar[str] = "labels"
     kind: ClassVar[str] = "bucket"
     immutable: ClassVar[frozenset[str]] = frozenset({"location"})
@@ -66,18 +66,37 @@ class Bucket(Resource):
         )
 
     def delete(self, ctx: Context) -> None:
-        if self.force_destroy:
-            self._empty(ctx)
         try:
             ctx.api.call(self.key, "delete", lambda: self._buckets(ctx).delete(bucket=self.name))
         except ApiCallFailed as error:
-            if error.status != 409 or self.force_destroy:
+            if error.status != 409:
                 raise
             raise ApiCallFailed(
-                self.key, "delete", 409, "the bucket is not empty: `destroy --force` empties it"
+                self.key,
+                "delete",
+                409,
+                "the bucket holds objects written since the plan: plan again, and pass "
+                "--allow-destroy-data to delete them",
             ) from None
 
-    def _empty(self, ctx: Context) -> None:
+    def holds_data(self, ctx: Context, live: dict[str, Any]) -> str:
+        # One page is enough to say whether it is empty; a count past it is "or more".
+        objects = ctx.api.client("storage", "v1").objects()
+        listing = functools.partial(
+            objects.list, bucket=self.name, versions=True, maxResults=MAX_COUNTED,
+            fields="items(name),nextPageToken",
+        )  # fmt: skip
+        try:
+            page = ctx.api.call(self.key, "count objects", listing)
+        except ApiCallFailed as error:
+            return f"may hold objects: listing them failed (HTTP {error.status})"
+        count = len((page or {}).get("items", []))
+        if not count:
+            return ""
+        more = " or more" if (page or {}).get("nextPageToken") else ""
+        return f"holds {count}{more} object version{'s' if count > 1 or more else ''}"
+
+    def empty(self, ctx: Context) -> None:
         """Delete every object version, a page at a time."""
         objects = ctx.api.client("storage", "v1").objects()
         listed = ctx.api.list_all(

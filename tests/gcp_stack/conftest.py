@@ -45,7 +45,7 @@ def engine_on(
         stack=environment.prefix,
     )
     return Engine(
-        stack.build(environment, api_url=api_url),
+        stack.build(environment, api_url=api_url, project_number=PROJECT_NUMBER),
         ctx,
         parallelism=int(options.get("parallelism", 8)),
     )

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from gcp_stack.__main__ import main
+from gcp_stack.__main__ import COMMANDS, DETAILS, main
 from tests.gcp_stack.conftest import PROJECT_NUMBER
 
 PROJECT = "skybridge-dev-000000"
@@ -78,13 +78,22 @@ def test_plan_text_shows_the_drifted_field(cli, deployed, capsys):
     assert "Plan: 1 to update." in out
 
 
-def test_destroy_refuses_a_non_empty_bucket_without_force(cli, deployed, capsys):
+def test_destroy_refuses_a_non_empty_bucket_without_allow_destroy_data(cli, deployed, capsys):
     deployed.store[f"storage:b/{BUCKET}/o/a-submission"] = {"name": "a-submission"}
     assert cli("destroy", "--auto-approve") == 1
-    assert "destroy --force" in capsys.readouterr().out
-    assert cli("destroy", "--auto-approve", "--force") == 0
+    out = capsys.readouterr().out
+    assert f"bucket/{BUCKET} (holds 1 object version)" in out
+    assert "pass --allow-destroy-data" in out
+    assert any(key.startswith("pubsub:") for key in deployed.store)  # refused before anything
+    assert cli("destroy", "--auto-approve", "--allow-destroy-data") == 0
     left = [key for key in deployed.store if key.startswith("storage:")]
     assert left == [f"storage:b/{PROJECT}-gcp-stack-locks"]  # only the (empty) lock bucket
+
+
+def test_destroy_force_is_the_older_name_of_allow_destroy_data(cli, deployed):
+    deployed.store[f"storage:b/{BUCKET}/o/a-submission"] = {"name": "a-submission"}
+    assert cli("destroy", "--auto-approve", "--force") == 0
+    assert f"storage:b/{BUCKET}" not in deployed.store
 
 
 def test_uptime_check_watches_the_aws_api_when_its_url_is_known(cli, fake, tmp_path, capsys):
@@ -173,14 +182,45 @@ def test_long_field_diffs_are_shown_whole(cli, deployed, capsys):
     assert '"daysSinceNoncurrentTime": 30' in out and '"isLive": false' in out
 
 
-def test_every_command_has_its_own_help(capsys):
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_its_own_help_as_terraform_lays_it_out(command, capsys):
     with pytest.raises(SystemExit) as done:
-        main(["plan", "--help"])
+        main([command, "--help"])
     assert done.value.code == 0
-    assert "--detailed-exitcode" in capsys.readouterr().out
+    text = capsys.readouterr().out
+    assert text.startswith(f"usage: python -m gcp_stack {command}")
+    assert DETAILS[command].split()[0] in text  # its own description, not the summary only
+    own, common = text.find(f"\n{command} options:"), text.find("\noptions of every command:")
+    assert common > 0 and (own == -1 or own < common)  # the command's options come first
+
+
+def test_plan_help_names_what_a_terraform_user_looks_for(capsys):
+    with pytest.raises(SystemExit):
+        main(["plan", "--help"])
+    text = capsys.readouterr().out
+    for option in ("--out FILE, -out FILE", "--target KEY", "--replace KEY", "--destroy",
+                   "--detailed-exitcode", "--allow-destroy-data", "examples:"):  # fmt: skip
+        assert option in text
 
 
 def test_deploy_refuses_to_apply_without_a_terminal(cli, monkeypatch, capsys):
     monkeypatch.setattr("sys.stdin.isatty", lambda: False)
     assert cli("deploy") == 1
     assert "--auto-approve" in capsys.readouterr().out
+
+
+def test_plan_shows_the_project_number_in_keys_and_takes_either_form(cli, fake, capsys):
+    assert cli("plan") == 0
+    out = capsys.readouterr().out
+    assert f"service-{PROJECT_NUMBER}@gcp-sa-pubsub" in out and "{project_number}" not in out
+    agent = "serviceAccount:service-{project_number}@gcp-sa-pubsub.iam.gserviceaccount.com"
+    key = f"iam_member/topic:skybridge-dev-dead-letter roles/pubsub.publisher {agent}"
+    assert cli("plan", "--json", "--target", key) == 0
+    keys = [c["key"] for c in json.loads(capsys.readouterr().out)["changes"]]
+    assert key.replace("{project_number}", PROJECT_NUMBER) in keys
+
+
+def test_a_value_known_only_after_apply_says_so(cli, deployed, capsys):
+    assert cli("plan", "--region", "europe-west4") == 0  # a new trigger: a new subscription
+    out = capsys.readouterr().out
+    assert 'subscription_id=\\"(known after apply)\\"' in out and "{output:" not in out

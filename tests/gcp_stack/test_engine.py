@@ -29,7 +29,7 @@ def test_deploy_then_plan_changes_nothing(make_engine):
 def test_destroy_removes_every_stack_resource(make_engine, deployed):
     destroy = make_engine().plan(destroy=True)
     assert {c.action for c in destroy.pending} == {"delete"}
-    make_engine().apply(destroy)
+    make_engine().apply(destroy, allow_destroy_data=True)
     remaining = [
         key
         for key, resource in deployed.store.items()
@@ -41,7 +41,7 @@ def test_destroy_removes_every_stack_resource(make_engine, deployed):
 
 
 def test_deploy_after_destroy_undeletes_the_soft_deleted_identity_pool(make_engine, deployed):
-    make_engine().apply(make_engine().plan(destroy=True))
+    make_engine().apply(make_engine().plan(destroy=True), allow_destroy_data=True)
     pool = f"iam:projects/{PROJECT}/locations/global/workloadIdentityPools/skybridge-dev-aws"
     assert deployed.store[pool]["state"] == "DELETED"
     deploy(make_engine())

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import collections
+import contextlib
 import threading
 
 import pytest
 
 from gcp_stack.__main__ import main
 from gcp_stack.api import Api
+from gcp_stack.engine import Engine
 from gcp_stack.lock import StackLock
 
 PROJECT = "skybridge-dev-000000"
@@ -52,24 +54,50 @@ def test_the_lock_is_released_when_apply_fails(cli, fake):
     assert cli("deploy", "--auto-approve") == 0
 
 
-def test_two_deploys_at_once_leave_exactly_one_of_everything(cli, fake):
-    fake.latency = 0.002  # long enough for the two runs to overlap
+def deploy_twice_at_once(cli, monkeypatch) -> list[int]:
+    """Two deploys started together, each held at the start of its apply until the other
+    gets there too (or 3 s pass: the lock keeps the second from getting there), so that
+    without the lock both are sure to plan before either applies."""
+    both_planned = threading.Barrier(2, timeout=3)
+    apply = Engine.apply
+
+    def apply_when_both_planned(self, *args, **kwargs):
+        with contextlib.suppress(threading.BrokenBarrierError):  # the other never got here
+            both_planned.wait()
+        return apply(self, *args, **kwargs)
+
+    monkeypatch.setattr(Engine, "apply", apply_when_both_planned)
     codes: list[int] = []
-    start = threading.Barrier(2)
-
-    def deploy() -> None:
-        start.wait()
-        codes.append(cli("deploy", "--auto-approve"))
-
-    runs = [threading.Thread(target=deploy) for _ in range(2)]
+    runs = [
+        threading.Thread(target=lambda: codes.append(cli("deploy", "--auto-approve")))
+        for _ in range(2)
+    ]
     for run in runs:
         run.start()
     for run in runs:
         run.join()
-    assert 0 in codes
-    named = collections.Counter(
+    return sorted(codes)
+
+
+def monitoring_counts(fake) -> collections.Counter:
+    return collections.Counter(
         (key.rsplit("/", 1)[0], resource.get("displayName"))
         for key, resource in fake.store.items()
         if key.startswith("monitoring:")
     )
+
+
+def test_two_deploys_at_once_leave_exactly_one_of_everything(cli, fake, monkeypatch, capsys):
+    assert deploy_twice_at_once(cli, monkeypatch) == [0, 1]
+    assert "locked by" in capsys.readouterr().out
+    named = monitoring_counts(fake)
     assert named and max(named.values()) == 1, named
+
+
+def test_without_the_lock_two_deploys_at_once_duplicate(cli, fake, monkeypatch):
+    """The test above can fail: with the lock switched off, both deploys apply the same
+    plan and every alert policy and dashboard is made twice."""
+    monkeypatch.setattr(StackLock, "acquire", lambda self, command: None)
+    assert deploy_twice_at_once(cli, monkeypatch) == [0, 0]
+    named = monitoring_counts(fake)
+    assert named and min(named.values()) == 2, named

@@ -61,6 +61,21 @@ def test_fresh_project_deploy_replan_destroy_with_every_rule_on(env, tmp_path, c
         assert ours(plane, prefix) == []
 
 
+def test_a_saved_plan_deploys_and_destroys_a_fresh_project_with_every_rule_on(tmp_path):
+    deploy_plan, destroy_plan = str(tmp_path / "deploy.plan"), str(tmp_path / "destroy.plan")
+    with ControlPlane(fidelity=Fidelity.strict()) as plane:
+        assert strict_on(plane, "dev", tmp_path, "plan", "--out", deploy_plan) == 0
+        # The lock enables Cloud Storage before the apply: no move, since that is the plan.
+        assert main(["deploy", deploy_plan, "--api-endpoint", plane.url,
+                     "--poll-interval", "0.01", "--outputs-dir", str(tmp_path)]) == 0  # fmt: skip
+        assert strict_on(plane, "dev", tmp_path, "plan", "--detailed-exitcode") == 0
+        assert strict_on(plane, "dev", tmp_path, "plan", "--destroy", "--allow-destroy-data",
+                         "--out", destroy_plan) == 0  # fmt: skip
+        assert main(["destroy", destroy_plan, "--api-endpoint", plane.url,
+                     "--poll-interval", "0.01", "--outputs-dir", str(tmp_path)]) == 0  # fmt: skip
+        assert ours(plane, "skybridge-dev") == []
+
+
 def deploy(plane: ControlPlane, artifact, env: str = "dev", **options: float):
     engine = engine_on(plane.url, artifact, env, **options)
     engine.apply(engine.plan())

@@ -182,3 +182,12 @@ def test_objects_expire_when_the_aws_side_purges_their_rows(name, ctx):
     rules = bucket.body(ctx)["lifecycle"]["rule"]
     live = [r for r in rules if r["action"]["type"] == "Delete" and "age" in r["condition"]]
     assert [rule["condition"]["age"] for rule in live] == [environment.retention.stored_days]
+
+
+def test_keys_hold_the_project_number_once_it_is_known():
+    known = {r.key for r in stack.build(environments.load("dev"), project_number="424242")}
+    placeholder = {r.key for r in stack.build(environments.load("dev"))}
+    agent = "serviceAccount:service-424242@gcp-sa-pubsub.iam.gserviceaccount.com"
+    assert any(agent in key for key in known)
+    assert not any("{project_number}" in key for key in known)
+    assert any("{project_number}" in key for key in placeholder)  # synth: no cloud to ask

@@ -53,7 +53,7 @@ def test_an_unlabelled_resource_is_refused_then_imported(cli, fake, capsys):
 def test_destroy_deletes_only_what_carries_the_stack_label(cli, deployed):
     bucket = f"storage:b/{PROJECT}-skybridge-dev-assets"
     del deployed.store[bucket]["labels"][STACK_LABEL]  # someone else's bucket of our name
-    assert cli("destroy", "--auto-approve") == 0
+    assert cli("destroy", "--auto-approve", "--allow-destroy-data") == 0
     assert bucket in deployed.store
     assert f"pubsub:{TOPIC}" not in deployed.store
 

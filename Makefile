@@ -25,7 +25,11 @@ $(NODE_STAMP): package.json package-lock.json
 demo: $(STAMP) $(NODE_STAMP)
 	$(BIN)/python -m local_stack demo
 
+# apt packages the tests and benchmarks need (wrk), installed when missing.
+SYSTEM_PACKAGES := sh scripts/system-packages
+
 test: $(STAMP) $(NODE_STAMP)
+	$(SYSTEM_PACKAGES)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
@@ -48,9 +52,11 @@ synth: $(STAMP) $(NODE_STAMP)
 	@echo "templates: cdk.out/  GCP desired state: build/gcp-$(ENV).json"
 
 bench: $(STAMP)
+	$(SYSTEM_PACKAGES)
 	$(BIN)/python -m bench
 
 bench-smoke: $(STAMP)
+	$(SYSTEM_PACKAGES)
 	$(BIN)/python -m bench --smoke
 
 # Both clouds through one plan and one question (deployment/system.py): `make plan` shows

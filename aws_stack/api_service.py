@@ -205,6 +205,9 @@ class ApiService(Construct):
             self, "LoadBalancer", vpc=vpc, internet_facing=True,
             vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PUBLIC),
             drop_invalid_header_fields=True,
+            # gunicorn keeps idle connections longer (runtime.commands: --keep-alive 75), as
+            # AWS advises, so the ALB never reuses a connection the target is closing (a 502).
+            idle_timeout=Duration.seconds(60),
         )  # fmt: skip
         self.load_balancer.log_access_logs(access_logs, prefix="alb")
         self.target_group = elbv2.ApplicationTargetGroup(

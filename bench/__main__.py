@@ -30,8 +30,18 @@ from bench.load import WRK_HINT, wrk_path
 from bench.plan import bench_plan
 from bench.plot import plot
 from bench.relay import bench_relay
+from bench.slow_clients import bench_slow_clients
 
-BENCHMARKS = ("accept", "accept-sqlite", "relay", "decoupling", "cold-start", "e2e", "plan")
+BENCHMARKS = (
+    "accept",
+    "accept-sqlite",
+    "slow-clients",
+    "relay",
+    "decoupling",
+    "cold-start",
+    "e2e",
+    "plan",
+)
 USES_MYSQL = ("accept", "relay")
 
 
@@ -87,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         "accept-sqlite": lambda: bench_accept(
             "accept-sqlite", f"sqlite:///{tmp / 'accept.sqlite3'}", body, cfg, logs
         ),
+        "slow-clients": lambda: bench_slow_clients(cfg, logs, tmp),
         "relay": lambda: bench_relay(url["relay"], cfg, logs),
         "decoupling": lambda: bench_decoupling(body, cfg, logs, tmp),
         "cold-start": lambda: bench_cold_start(cfg),

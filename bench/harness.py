@@ -68,7 +68,9 @@ class Settings:
     connections: int = 32
     e2e_seconds: float = 20.0
     cold_runs: int = 7
-    warmup: float = 1.0
+    warmup: float = (
+        2.0  # every worker imports the app and fills its pool (8 connections under gevent)
+    )
     workers: int = WORKERS  # gunicorn workers of the accept benchmarks' servers
 
 

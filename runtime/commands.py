@@ -11,11 +11,17 @@ FUNCTIONS_DIR = Path(__file__).resolve().parent / "functions"
 
 def api_argv(bind: str, workers: int, python: str = sys.executable, app: str = APP) -> list[str]:
     """gunicorn serving the API (or, for benchmarks, another `app` with the same settings):
-    sync workers, JSON logs (gunicorn's own lines too), access log to stdout."""
+    gevent workers with read deadlines (runtime.serving.ApiWorker: a slow client costs a
+    connection, not a worker; bench/README.md has the measurements that chose it), JSON
+    logs (gunicorn's own lines too), access log to stdout."""
     return [
         python, "-m", "gunicorn",
         "--bind", bind,
         "--workers", str(workers),
+        "--worker-class", "runtime.serving.ApiWorker",
+        # Idle keep-alive longer than the ALB's 60 s idle timeout (AWS: else the target may
+        # close a connection the ALB is reusing, a 502); also each request's header deadline.
+        "--keep-alive", "75",
         "--worker-tmp-dir", "/dev/shm",  # noqa: S108 — heartbeat files off the disk
         "--graceful-timeout", "20",
         "--access-logfile", "-",

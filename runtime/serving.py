@@ -1,20 +1,37 @@
-"""How gunicorn runs the API: its own log lines as JSON, like every other line we write.
+"""How gunicorn runs the API: gevent workers with request-read deadlines, and its own log
+lines as JSON, like every other line we write.
 
-`python -m gunicorn --logger-class runtime.serving.JsonLogger ...` (see runtime.commands).
+`python -m gunicorn --worker-class runtime.serving.ApiWorker --logger-class
+runtime.serving.JsonLogger ...` (see runtime.commands).
+
 gunicorn's access-log format is a printf template: a `%0A` in the path or a `"` or `\\` in a
 header went into the line raw, so a client could end a line early or forge a field. Here
 each field is a JSON value, serialised by the same formatter as the app's logs.
+
+Sync workers hold a worker for a whole request, so as many slow clients as workers stopped
+the API (gunicorn's docs: sync workers need a buffering proxy in front; the ALB is not one
+for bodies). Under gevent a connection is a greenlet: a slow client costs a connection. Its
+deadlines: a request's headers within `--keep-alive` seconds (gunicorn's gevent worker bounds
+every header read with it), its body within `request_body_seconds`, read in full (up to the
+body limit) before the app sees it, else 408 and the connection is closed.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
+import json
 import sys
+from datetime import datetime
 from typing import Any
 
+import gevent
 from gunicorn.glogging import Logger
+from gunicorn.workers.ggevent import GeventWorker
 
+from runtime.api.problems import PROBLEM_TYPE, TYPE_BASE
 from runtime.observability import JsonFormatter
-from runtime.settings import SettingsError
+from runtime.settings import SettingsError, get_settings
 
 
 class JsonLogger(Logger):
@@ -52,3 +69,97 @@ class JsonLogger(Logger):
                 "request_id": request_id,
             },
         )
+
+
+class _Answered:
+    """What JsonLogger.access reads of a response the worker wrote itself."""
+
+    def __init__(self, status: str, headers: list[tuple[str, str]]) -> None:
+        self.status = status
+        self.headers = headers
+
+
+class _WaitingForHeaders:
+    """Around each header read: gunicorn's deadline (`--keep-alive`), and marked as waiting."""
+
+    def __init__(self, waiting: set[Any], seconds: float) -> None:
+        self.waiting = waiting
+        self.timeout = gevent.Timeout(seconds, False)  # False: the read just ends
+
+    def __enter__(self) -> None:
+        self.current = gevent.getcurrent()
+        self.waiting.add(self.current)
+        self.timeout.start()
+
+    def __exit__(self, kind: Any, error: Any, trace: Any) -> bool:
+        self.waiting.discard(self.current)
+        self.timeout.close()
+        return error is self.timeout
+
+
+class ApiWorker(GeventWorker):
+    """gunicorn's gevent worker with a deadline on the body and a prompt graceful stop."""
+
+    def init_process(self) -> None:
+        settings = get_settings()
+        self.body_seconds = settings.request_body_seconds
+        self.body_limit = settings.max_body_bytes
+        # Connections waiting for a request's headers, closed at once on shutdown instead of
+        # holding the worker for the graceful timeout (the ALB keeps idle ones open).
+        self.waiting: set[Any] = set()
+        super().init_process()
+
+    def timeout_ctx(self) -> _WaitingForHeaders:
+        return _WaitingForHeaders(self.waiting, self.cfg.keepalive)
+
+    def handle_exit(self, sig: Any, frame: Any) -> None:
+        super().handle_exit(sig, frame)
+        for greenlet in list(self.waiting):
+            # No request in progress: gunicorn's handler takes StopIteration as "close".
+            greenlet.kill(StopIteration, block=False)
+
+    def handle_request(self, listener_name: Any, req: Any, sock: Any, addr: Any) -> Any:
+        started = datetime.now()
+        timeout = gevent.Timeout(self.body_seconds)
+        try:
+            with timeout:
+                self.buffer_body(req)
+        except gevent.Timeout as error:
+            if error is not timeout:
+                raise
+            self.request_timeout(req, sock, datetime.now() - started)
+            raise StopIteration from None  # the caller closes the connection
+        return super().handle_request(listener_name, req, sock, addr)
+
+    def buffer_body(self, req: Any) -> None:
+        """Read the body (at most the limit and one byte) so the app never waits on the client."""
+        length = req.headers and next(
+            (value for name, value in req.headers if name == "CONTENT-LENGTH"), None
+        )
+        if length is not None and length.isdigit() and int(length) > self.body_limit:
+            return  # refused (413) from its Content-Length, unread
+        data = req.body.read(self.body_limit + 1)
+        if len(data) > self.body_limit:
+            req.must_close = True  # the app answers 413; the rest of the body stays unread
+        req.body = io.BytesIO(data)
+
+    def request_timeout(self, req: Any, sock: Any, elapsed: Any) -> None:
+        status = "408 Request Timeout"
+        body = json.dumps(
+            {
+                "type": TYPE_BASE + "request-timeout",
+                "title": "Request Timeout",
+                "status": 408,
+                "detail": f"the request body did not arrive within {self.body_seconds:g} s",
+            }
+        ).encode()
+        headers = [
+            ("Content-Type", PROBLEM_TYPE),
+            ("Content-Length", str(len(body))),
+            ("Connection", "close"),
+        ]
+        head = f"HTTP/1.1 {status}\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers)
+        with contextlib.suppress(OSError):
+            sock.sendall(head.encode("latin-1") + b"\r\n" + body)
+        environ = {"REQUEST_METHOD": req.method, "PATH_INFO": req.path}
+        self.log.access(_Answered(status, headers), req, environ, elapsed)

@@ -42,6 +42,9 @@ class Settings(BaseModel):
 
     # API
     max_body_bytes: int = Field(default=256 * 1024, ge=1024, le=1024 * 1024)  # jsondoc
+    # A request body must arrive in full within this many seconds, or 408 and the connection
+    # is closed (runtime.serving.ApiWorker; the headers are bounded by gunicorn --keep-alive).
+    request_body_seconds: float = Field(default=30.0, gt=0, le=600)
     retry_after_seconds: int = Field(default=5, ge=1)
     submissions_per_minute: int = Field(default=0, ge=0)  # per client and worker; 0: off
     trusted_proxy_hops: int = Field(default=0, ge=0, le=1)  # 1 behind the ALB

@@ -9,6 +9,8 @@ from sqlalchemy.exc import DBAPIError
 
 from runtime.db.engine import MULTI_STATEMENTS
 
+NO_BACKSLASH_ESCAPES = 512  # pymysql.constants.SERVER_STATUS (imported only where it is used)
+
 
 class _PreparedInsert:
     """One table's INSERT for one set of columns, compiled once per dialect, with the
@@ -73,7 +75,8 @@ def insert_rows(engine: Engine, rows: list[tuple[Table, dict[str, Any]]]) -> Non
             # still means committed. (The session's autocommit is off: the first INSERT
             # opens the transaction.) pymysql binds values on the client, by `mogrify`,
             # also when it runs one statement: the batch holds the same SQL text.
-            sql = ";".join(cursor.mogrify(sql, params) for sql, params in statements)
+            bound = connection.dbapi_connection
+            sql = ";".join(_mogrify(bound, sql, params) for sql, params in statements)
             sql, params = sql + ";COMMIT", None
             cursor.execute(sql)
             while cursor.nextset():
@@ -106,6 +109,36 @@ def insert_rows(engine: Engine, rows: list[tuple[Table, dict[str, Any]]]) -> Non
         raise
     finally:
         connection.close()  # back to the pool (or discarded, if invalidated)
+
+
+# pymysql.converters' table, applied with str.replace: the body is most of an accept's bytes,
+# and str.translate over a list took 6 % of the API's CPU (58 against 9 us per KiB).
+_ESCAPES = (("\\", "\\\\"), ("\0", "\\0"), ("\n", "\\n"), ("\r", "\\r"), ("\032", "\\Z"),
+            ('"', '\\"'), ("'", "\\'"))  # fmt: skip
+
+
+def escape_string(value: str) -> str:
+    """What pymysql.converters.escape_string returns, faster."""
+    for char, escaped in _ESCAPES:
+        if char in value:
+            value = value.replace(char, escaped)
+    return value
+
+
+def _mogrify(dbapi_connection: Any, sql: str, params: Any) -> str:
+    """pymysql's `cursor.mogrify(sql, params)`, the same text, with strings escaped by
+    escape_string (everything else by the driver's own `escape`)."""
+    escape = dbapi_connection.escape
+    if dbapi_connection.server_status & NO_BACKSLASH_ESCAPES:
+        literal = escape  # the driver's quote doubling
+    else:
+
+        def literal(value: Any) -> str:
+            return f"'{escape_string(value)}'" if type(value) is str else escape(value)
+
+    if isinstance(params, dict):
+        return sql % {key: literal(value) for key, value in params.items()}
+    return sql % tuple(literal(value) for value in params)
 
 
 def _batchable(dbapi_connection: Any) -> bool:

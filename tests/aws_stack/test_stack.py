@@ -13,6 +13,7 @@ import environments
 from aws_stack.app import PLACEHOLDER
 from deployment.database_version import newest_mysql_84
 from deployment.packaging import WheelhouseError
+from runtime import commands
 from tests.aws_stack.conftest import synth
 
 
@@ -250,6 +251,17 @@ def test_load_balancer_logs_access(dev_template):
             )
         },
     )
+
+
+def test_gunicorn_keeps_idle_connections_longer_than_the_load_balancer(dev_template):
+    # AWS (ALB "Connection idle timeout"): the target's keep-alive must exceed the ALB's
+    # idle timeout, else the target may close a connection the ALB is reusing (a 502).
+    attributes = one(dev_template, "AWS::ElasticLoadBalancingV2::LoadBalancer")["Properties"][
+        "LoadBalancerAttributes"
+    ]
+    idle = {item["Key"]: item["Value"] for item in attributes}["idle_timeout.timeout_seconds"]
+    argv = commands.api_argv("0.0.0.0:8080", 4)
+    assert int(argv[argv.index("--keep-alive") + 1]) > int(idle)
 
 
 def test_dev_is_single_az_and_deletable(dev_template):

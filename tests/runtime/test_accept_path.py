@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import pymysql.connections
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import create_engine, func, select
 from sqlalchemy.engine import make_url
 
 import runtime.db.engine
 from runtime.api import create_app
 from runtime.api.services import services
-from runtime.db import create_db_engine, migrate, outbox, submissions
+from runtime.db import create_db_engine, inserts, migrate, outbox, submissions
 from runtime.envelope import SubmissionIn
 from runtime.settings import Settings
 from runtime.submissions import accept
@@ -139,4 +141,25 @@ def test_the_dialect_keeps_its_own_client_flags(mysql_url):
             connection.close()
         assert flags & CLIENT.FOUND_ROWS and flags & CLIENT.MULTI_STATEMENTS
     finally:
+        engine.dispose()
+
+
+def test_the_batch_binds_values_exactly_as_the_driver_does(mysql_url):
+    engine = engine_for(mysql_url)
+    raw = engine.raw_connection()
+    driver, cursor = raw.dbapi_connection, raw.cursor()
+
+    @given(value=st.text(alphabet=st.sampled_from("a\\'\"\0\n\r\x1a;é\U0001f600 ")))
+    @settings(max_examples=300, deadline=None)
+    def binds_the_same(value: str) -> None:
+        for sql, params in (
+            ("SELECT %s, %s, %s", (value, 1, None)),
+            ("%(a)s %(b)s", {"a": value, "b": value.encode()}),
+        ):
+            assert inserts._mogrify(driver, sql, params) == cursor.mogrify(sql, params)
+
+    try:
+        binds_the_same()
+    finally:
+        raw.close()
         engine.dispose()

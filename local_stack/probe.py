@@ -22,6 +22,10 @@ from datetime import UTC, datetime
 from local_stack.signals import LOCAL_RESOURCE, SAMPLE_EVENT
 
 UPTIME_CHECK_ID = "api-healthz"
+# A public uptime check runs from at least three checker locations, each its own series
+# (https://cloud.google.com/monitoring/uptime-checks/introduction); locally all three see
+# the same API, so they agree.
+CHECKER_LOCATIONS = ("usa-virginia", "eur-belgium", "apac-singapore")
 
 
 def healthy(url: str, timeout: float) -> bool:
@@ -38,10 +42,13 @@ def sample_lines(passed: bool, host: str, now: datetime) -> list[dict]:
         common | {"namespace": "AWS/ApplicationELB", "metric": "HealthyHostCount",
                   "labels": {"LoadBalancer": LOCAL_RESOURCE, "TargetGroup": LOCAL_RESOURCE},
                   "value": int(passed), "unit": "Count"},
+    ] + [
         common | {"metric": "monitoring.googleapis.com/uptime_check/check_passed",
                   "labels": {"resource.type": "uptime_url", "resource.labels.host": host,
-                             "metric.labels.check_id": UPTIME_CHECK_ID},
-                  "value": int(passed), "unit": "1"},
+                             "metric.labels.check_id": UPTIME_CHECK_ID,
+                             "metric.labels.checker_location": location},
+                  "value": int(passed), "unit": "1"}
+        for location in CHECKER_LOCATIONS
     ]  # fmt: skip
 
 

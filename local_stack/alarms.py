@@ -196,11 +196,14 @@ class Rule:
     def timeline(
         self, points: list[Point], start: float, end: float, scale: float = 1.0
     ) -> list[tuple[float, str]]:
-        """The rule's state at the end of every (compressed) period from start to end."""
+        """The rule's state at each evaluation from start to end: a CloudWatch alarm is
+        evaluated once a period; a Cloud Monitoring condition about once a minute, over a
+        look-back window of its alignment period (which may be longer, e.g. 1200 s)."""
         period, _ = self.scaled(scale)
-        steps = max(0, int((end - start) / period))
+        step = period if self.cloud == "aws" else min(period, 60 / scale)
+        steps = max(0, int((end - start) / step))
         chosen = self.select(points)
-        return [(start + k * period, self.state_at(chosen, start + k * period, scale, True))
+        return [(start + k * step, self.state_at(chosen, start + k * step, scale, True))
                 for k in range(1, steps + 1)]  # fmt: skip
 
 

@@ -277,9 +277,6 @@ def test_every_aggregation_applies_to_its_metric_kind(scenario):
                 aggregation.get("crossSeriesReducer", "REDUCE_NONE"),
             )
         ]
-    known = [p for p in problems if p.startswith("chart 'Function latency (p99)': ALIGN_MAX")]
-    if known and known == problems:
-        pytest.xfail("issue 16 (the GCP engineer's): ALIGN_MAX on a distribution: " + known[0])
     assert problems == []
 
 

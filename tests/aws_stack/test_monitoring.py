@@ -28,7 +28,7 @@ import subprocess
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import pytest
 
@@ -37,7 +37,6 @@ from local_stack import alarms, definitions
 from local_stack.acts import Act, Traffic, demo_acts, run_acts
 from local_stack.filters import compile_filter, fields
 from local_stack.metric_kinds import RESOURCE_LABELS, aggregation_problems, descriptor
-from local_stack.probe import CHECKER_LOCATIONS, UPTIME_CHECK_ID
 from local_stack.signals import Point, Signals
 from local_stack.stack import LocalStack, Options
 from local_stack.watch import Monitor
@@ -352,22 +351,6 @@ def test_an_alarm_without_a_fault_or_on_a_misspelt_dimension_is_caught(scenario)
     assert any(p.startswith("aws MonitoringBrandNewAlarm: no fault") for p in problems)
     assert any(p.startswith("OutboxAge never fired") for p in problems)
     assert len(problems) == 2, problems
-
-
-def test_uptime_alert_counts_failing_checker_locations(scenario):
-    """More than one location failing is the condition: one checker alone is not enough."""
-    (rule,) = [r for r in scenario.defs.gcp_rules() if r.name == "API unreachable"]
-    now = scenario.acts["normal traffic"].ended
-    one_failing = [
-        Point(now - 1, "", rule.metric, (("metric.labels.check_id", UPTIME_CHECK_ID),
-              ("metric.labels.checker_location", location), ("resource.type", "uptime_url")),
-              float(location != "eur-belgium"))
-        for location in CHECKER_LOCATIONS
-    ]  # fmt: skip
-    assert rule.state_at(one_failing, now, SCALE) == alarms.OK
-    two_failing = [replace(p, value=0.0) if "usa" in str(p.dimensions) else p
-                   for p in one_failing]  # fmt: skip
-    assert rule.state_at(two_failing, now, SCALE) == alarms.ALARM
 
 
 @pytest.mark.mysql

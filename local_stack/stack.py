@@ -230,7 +230,7 @@ class LocalStack:
             "api": http_ready(self.url("api") + "/healthz"),
             "balancer": tcp_ready(self.ports["balancer"]),
             "relay": log_ready(child.log_path, '"event": "relay.started"'),
-            "probe": lambda: True,
+            "probe": log_ready(child.log_path, '"state": "healthy"'),
         }[name]
         self.children[name] = child.spawn()
         return name, ready

@@ -61,6 +61,9 @@ class ApiService(Construct):
         gcp: GcpTarget,
         confirm_window_seconds: int,
         max_redeliveries: int,
+        submissions_per_minute: int,
+        retention_stored_days: int,
+        retention_failed_days: int,
         instance_type: str,
         min_capacity: int,
         max_capacity: int,
@@ -176,7 +179,15 @@ class ApiService(Construct):
             ),
             notifications=[autoscaling.NotificationConfiguration(topic=alarm_topic)],
         )  # fmt: skip
-        self._boot(user_data, asset, wheels, database_secret, log_prefix)
+        # Fixed settings of every unit (runtime.env). The ALB appends the one X-Forwarded-For
+        # entry the app may trust: the address it saw, which the app's own limit counts by.
+        unit_settings = {
+            "SKYBRIDGE_TRUSTED_PROXY_HOPS": "1",
+            "SKYBRIDGE_SUBMISSIONS_PER_MINUTE": str(submissions_per_minute),
+            "SKYBRIDGE_RETENTION_STORED_DAYS": str(retention_stored_days),
+            "SKYBRIDGE_RETENTION_FAILED_DAYS": str(retention_failed_days),
+        }
+        self._boot(user_data, asset, wheels, database_secret, log_prefix, unit_settings)
         self.group.scale_on_cpu_utilization("Cpu", target_utilization_percent=60)
 
         access_logs = s3.Bucket(
@@ -246,6 +257,7 @@ class ApiService(Construct):
         wheels: s3_assets.Asset | None,
         secret: secretsmanager.ISecret,
         log_prefix: str,
+        unit_settings: dict[str, str],
     ) -> None:
         stack = Stack.of(self)
         group = self.group.node.default_child
@@ -259,6 +271,7 @@ class ApiService(Construct):
             database_secret_arn=secret.secret_arn,
             log_prefix=log_prefix,
             credential_config_parameter=self.parameters["gcp-credential-config"].parameter_name,
+            environment=unit_settings,
             ssm_settings={
                 "SKYBRIDGE_INGEST_URL": self.parameters["ingest-url"].parameter_name,
                 "SKYBRIDGE_GCP_SERVICE_ACCOUNT": self.parameters[

@@ -82,7 +82,6 @@ class GcpSettings(_Section):
     region: Annotated[str, Field(pattern=r"^[a-z]+-[a-z]+\d+$")]
     function_runtime: Literal["python312", "python313"] = "python312"
     max_delivery_attempts: Annotated[int, Field(ge=5, le=100)] = 5
-    object_retention_days: Annotated[int, Field(ge=1)] = 365
 
     @field_validator("region")
     @classmethod
@@ -120,10 +119,24 @@ class ReceiptSettings(_Section):
 
 
 class LimitSettings(_Section):
-    """Abuse limits (aws_stack/waf.py). WAF's rate-based rules count over 5 minutes and
-    take at least 10 (https://docs.aws.amazon.com/waf/latest/APIReference/API_RateBasedStatement.html)."""
+    """Abuse limits. The WAF's (aws_stack/waf.py): its rate-based rules count over 5 minutes
+    and take at least 10 (https://docs.aws.amazon.com/waf/latest/APIReference/API_RateBasedStatement.html).
+    The app's own (runtime/api/limits.py): submissions per client address and minute, in
+    each API worker process (0: off)."""
 
     requests_per_ip_per_5_minutes: Annotated[int, Field(ge=10, le=2_000_000_000)] = 3000
+    submissions_per_ip_per_minute: Annotated[int, Field(ge=0, le=1_000_000)] = 600
+
+
+class RetentionSettings(_Section):
+    """How long both clouds keep a submission. `stored_days`: the bucket's lifecycle deletes
+    an object this long after it was written, and the AWS side purges the row of a `stored`
+    submission at the same age (runtime/retention.py). `failed_days`: a `failed` row is
+    kept this long after it failed, for `relay replay`. Pending and unconfirmed rows are
+    never purged."""
+
+    stored_days: Annotated[int, Field(ge=1, le=36_500)] = 365
+    failed_days: Annotated[int, Field(ge=1, le=36_500)] = 90
 
 
 class AlertSettings(_Section):
@@ -138,6 +151,7 @@ class Environment(_Section):
     alerts: AlertSettings = AlertSettings()
     receipts: ReceiptSettings = ReceiptSettings()
     limits: LimitSettings = LimitSettings()
+    retention: RetentionSettings = RetentionSettings()
 
     @field_validator("name")
     @classmethod
@@ -173,6 +187,11 @@ def load(name: str, directory: Path = DIRECTORY) -> Environment:
         raw = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as error:
         raise EnvironmentFileError(f"{path}: not valid TOML: {error}") from None
+    if "object_retention_days" in raw.get("gcp", {}):
+        raise EnvironmentFileError(
+            f"{path}: gcp.object_retention_days is now [retention] stored_days (both clouds "
+            f"keep a stored submission that long) — move the key in {path.name}"
+        )
     try:
         environment = Environment.model_validate(raw)
     except ValidationError as error:

@@ -98,7 +98,7 @@ def build(environment: Environment, api_url: str = "") -> list[Resource]:
         all_apis,
         location=gcp.region,
         labels=labels,
-        retention_days=gcp.object_retention_days,
+        retention_days=environment.retention.stored_days,
     )
     env_common = {"SKYBRIDGE_SOURCE": "aws", "SKYBRIDGE_METRICS": "none"}
     ingest = Function(

@@ -66,9 +66,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     console = Console()
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="skybridge-local-"))
-    # Named like the dev environment, so its monitoring's name filters select the same things.
+    # Named like the dev environment, so its monitoring's name filters select the same
+    # things; the relay keeps what dev keeps.
+    dev = environments.load("dev")
     options = Options(workdir=workdir, database_url=args.db, pubsub=args.pubsub,
-                      prefix=environments.load("dev").prefix)  # fmt: skip
+                      prefix=dev.prefix, retention_stored_days=dev.retention.stored_days,
+                      retention_failed_days=dev.retention.failed_days)  # fmt: skip
     stack = LocalStack(options)
     stopping = threading.Event()
 

@@ -85,6 +85,9 @@ class Options:
     # (5 attempts, backoff 0.2 → 2 s: about 6 s), so nothing in flight is sent twice.
     confirm_window: float = 20.0
     reconcile: bool = True
+    # Retention (runtime/retention.py): days the relay keeps stored / failed rows; 0 keeps.
+    retention_stored_days: int = 0
+    retention_failed_days: int = 0
     relay_env: dict[str, str] = field(default_factory=dict)
     store_source: str = ""  # another functions-framework source for `store` (fault tests)
     ingest_source: str = ""  # likewise for `ingest`
@@ -205,6 +208,8 @@ class LocalStack:
                 "SKYBRIDGE_CONFIRM_WINDOW_SECONDS": str(self.options.confirm_window),
                 "SKYBRIDGE_RECONCILE": "true" if self.options.reconcile else "false",
                 "SKYBRIDGE_RECONCILE_INTERVAL_SECONDS": "0.5",
+                "SKYBRIDGE_RETENTION_STORED_DAYS": str(self.options.retention_stored_days),
+                "SKYBRIDGE_RETENTION_FAILED_DAYS": str(self.options.retention_failed_days),
             } | self.options.relay_env
         elif name == "balancer":
             argv = [sys.executable, "-m", "local_stack.balancer",

@@ -74,6 +74,15 @@ class Settings(BaseModel):
     reconcile: bool = True
     reconcile_interval_seconds: float = Field(default=5.0, gt=0)
 
+    # Retention (relay, and `python -m runtime.db purge`): `stored` submissions are purged
+    # this many days after GCP stored them (the bucket's objects live as long), `failed` ones
+    # this long after they failed; 0 keeps them. On AWS from environments/<name>.toml.
+    retention_stored_days: int = Field(default=0, ge=0)
+    retention_failed_days: int = Field(default=0, ge=0)
+    purge_interval_seconds: float = Field(default=300.0, gt=0)
+    purge_batch_size: int = Field(default=500, ge=1, le=10_000)
+    purge_max_batches: int = Field(default=4, ge=1)  # per status and round of the relay loop
+
     # Functions
     topic: str = ""  # projects/<p>/topics/<t>
     bucket: str = ""

@@ -5,7 +5,9 @@ finer and works wherever the app runs (the local stack, behind any proxy): a tok
 per client in each worker process, `SKYBRIDGE_SUBMISSIONS_PER_MINUTE` (0, the default: off).
 The client is the address the load balancer saw: the last X-Forwarded-For entry when
 `SKYBRIDGE_TRUSTED_PROXY_HOPS` is 1 (the ALB appends it; entries before it are the client's
-own words), else the peer address. Memory is bounded: the least recently seen clients go.
+own words, and so is an X-Forwarded-For header of its own, which the WSGI server joins in
+front of the ALB's), else the peer address; on EC2 the stack sets 1. Memory is bounded:
+the least recently seen clients go.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ import requests
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from runtime import outbox, receipts
+from runtime import outbox, receipts, retention
 from runtime.db import utcnow
 from runtime.observability import Metrics
 from runtime.relay.breaker import CircuitBreaker
@@ -57,6 +57,11 @@ class Relay:
         self._database_failures = 0
         self._last_gauges = 0.0
         self._last_reconcile = 0.0
+        self._next_purge = 0.0
+        self.retention = retention.Policy(
+            stored_days=settings.retention_stored_days,
+            failed_days=settings.retention_failed_days,
+        )
         self.policy = receipts.Policy(
             window=timedelta(seconds=settings.confirm_window_seconds),
             max_redeliveries=settings.confirm_max_redeliveries,
@@ -76,6 +81,7 @@ class Relay:
                     continue
                 delivered = self.run_once()
                 self._reconcile()
+                self._purge()
             except SQLAlchemyError as error:
                 self.stopping.wait(self._database_failed(error))
                 continue
@@ -227,6 +233,33 @@ class Relay:
                     "UnconfirmedFailed": (len(result.failed), "Count"),
                 }
             )
+
+    def _purge(self) -> None:
+        """Purge what is past retention, a few short batches at a time (delivery goes on
+        between them); soon again while rows are still due, else every purge interval."""
+        if not (self.retention.stored_days or self.retention.failed_days):
+            return
+        if time.monotonic() < self._next_purge:
+            return
+        try:
+            purged = retention.purge(
+                self.engine,
+                utcnow(),
+                self.retention,
+                batch_size=self.settings.purge_batch_size,
+                max_batches=self.settings.purge_max_batches,
+            )
+        except SQLAlchemyError as error:  # e.g. a lock wait on SQLite: next round
+            log.warning("retention purge failed: %s", error, extra={"event": "relay.error"})
+            purged = retention.Purged()
+        pause = 1.0 if purged.more else self.settings.purge_interval_seconds
+        self._next_purge = time.monotonic() + pause
+        self.metrics.emit(
+            {
+                "PurgedStored": (purged.stored, "Count"),
+                "PurgedFailed": (purged.failed, "Count"),
+            }
+        )
 
     def _report_gauges(self) -> None:
         if time.monotonic() - self._last_gauges < self.settings.relay_gauge_interval:

@@ -39,6 +39,7 @@ import pytest
 import requests
 from sqlalchemy.engine import make_url
 
+import environments
 from aws_stack import instance_boot
 from deployment.packaging import ROOT, build_wheelhouse
 from local_stack.ports import free_port
@@ -384,6 +385,12 @@ class Boot:
                 time.sleep(0.1)
 
 
+def process_environment(pid: int | None) -> dict[str, str]:
+    assert pid is not None
+    entries = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    return dict(entry.decode().split("=", 1) for entry in entries if b"=" in entry)
+
+
 def port_is_free(port: int) -> bool:
     with socket.socket() as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -444,6 +451,18 @@ def test_the_boot_starts_both_services_and_signals_success(boot, world):
         time.sleep(0.2)
     assert world.ingest.received[submission] == 1
     assert world.ingest.authorizations[-1].startswith("Bearer ")
+
+    # The units run with the environment's limits and retention: the API counts clients by
+    # the address the ALB saw (one trusted X-Forwarded-For hop), the relay purges by age.
+    dev = environments.load("dev")
+    api_env = process_environment(machine.pid("skybridge-api"))
+    relay_env = process_environment(machine.pid("skybridge-relay"))
+    assert api_env["SKYBRIDGE_TRUSTED_PROXY_HOPS"] == "1"
+    assert api_env["SKYBRIDGE_SUBMISSIONS_PER_MINUTE"] == str(
+        dev.limits.submissions_per_ip_per_minute
+    )
+    assert relay_env["SKYBRIDGE_RETENTION_STORED_DAYS"] == str(dev.retention.stored_days)
+    assert relay_env["SKYBRIDGE_RETENTION_FAILED_DAYS"] == str(dev.retention.failed_days)
 
     # What the boot wrote: the region from IMDS (cloud-init's environment has none).
     runtime_env = machine.sandbox.path(instance_boot.RUNTIME_ENV).read_text()

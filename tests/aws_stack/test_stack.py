@@ -9,6 +9,7 @@ import pytest
 from aws_cdk import aws_rds as rds
 from aws_cdk.assertions import Capture, Match
 
+import environments
 from aws_stack.app import PLACEHOLDER
 from deployment.database_version import newest_mysql_84
 from deployment.packaging import WheelhouseError
@@ -331,6 +332,19 @@ def _user_data(template) -> str:
         {"LaunchTemplateData": Match.object_like({"UserData": user_data})},
     )
     return json.dumps(user_data.as_object())
+
+
+@pytest.mark.parametrize("name", ["dev", "prod"])
+def test_the_units_get_the_environments_limits_and_retention(name, request):
+    environment = environments.load(name)
+    script = _user_data(request.getfixturevalue(f"{name}_template"))
+    for line in (
+        "SKYBRIDGE_TRUSTED_PROXY_HOPS=1",  # the ALB's X-Forwarded-For entry
+        f"SKYBRIDGE_SUBMISSIONS_PER_MINUTE={environment.limits.submissions_per_ip_per_minute}",
+        f"SKYBRIDGE_RETENTION_STORED_DAYS={environment.retention.stored_days}",
+        f"SKYBRIDGE_RETENTION_FAILED_DAYS={environment.retention.failed_days}",
+    ):
+        assert f"\\n{line}\\n" in script, line
 
 
 def test_without_a_wheelhouse_instances_install_from_the_package_index(dev_template):

@@ -196,3 +196,14 @@ def test_derived_ids_fit_googles_limits(env, project):
         assert 6 <= len(names.account(role)) <= 30 and names.account(role)[-1].isalnum()
     assert 4 <= len(names.pool) <= 32 and 4 <= len(names.provider) <= 32
     assert len({names.account(role) for role in ("ingest", "store", "relay", "build")}) == 4
+
+
+@pytest.mark.parametrize("name", ["dev", "prod"])
+def test_objects_expire_when_the_aws_side_purges_their_rows(name, ctx):
+    """One setting for both clouds: the bucket deletes an object at the age at which the
+    relay purges its stored submission (runtime/retention.py)."""
+    environment = environments.load(name)
+    (bucket,) = [r for r in stack.build(environment) if r.key.startswith("bucket/")]
+    rules = bucket.body(ctx)["lifecycle"]["rule"]
+    live = [r for r in rules if r["action"]["type"] == "Delete" and "age" in r["condition"]]
+    assert [rule["condition"]["age"] for rule in live] == [environment.retention.stored_days]

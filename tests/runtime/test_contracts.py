@@ -70,6 +70,19 @@ def test_an_environment_without_a_nat_gateway_is_refused_with_the_reason(tmp_pat
         environments.load("dev", tmp_path)
 
 
+def test_the_old_object_retention_key_says_where_it_went(tmp_path):
+    text = (
+        (environments.DIRECTORY / "dev.toml")
+        .read_text()
+        .replace(
+            "max_delivery_attempts = 5", "max_delivery_attempts = 5\nobject_retention_days = 30"
+        )
+    )
+    (tmp_path / "dev.toml").write_text(text)
+    with pytest.raises(environments.EnvironmentFileError, match=r"\[retention\] stored_days"):
+        environments.load("dev", tmp_path)
+
+
 def test_the_push_retry_budget_follows_the_store_triggers_retry_policy():
     from types import SimpleNamespace
 

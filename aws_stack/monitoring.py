@@ -46,6 +46,9 @@ class Monitoring(Construct):
         errors = lb.http_code_target(
             elbv2.HttpCodeTarget.TARGET_5XX_COUNT, period=Duration.minutes(1)
         )
+        # The load balancer's own 5xx: 502/503/504 when no target answers (all down, or
+        # timing out), which Target 5xx cannot see.
+        elb_errors = lb.http_code_elb(elbv2.HttpCodeElb.ELB_5XX_COUNT, period=Duration.minutes(1))
         healthy = target_group.metrics.healthy_host_count(period=Duration.minutes(1))
         cpu = cloudwatch.Metric(
             namespace="AWS/EC2",
@@ -71,7 +74,7 @@ class Monitoring(Construct):
         self.dashboard.add_widgets(
             cloudwatch.GraphWidget(title="Requests", left=[requests]),
             cloudwatch.GraphWidget(title="Latency p99 (s)", left=[latency]),
-            cloudwatch.GraphWidget(title="Target 5xx", left=[errors]),
+            cloudwatch.GraphWidget(title="5xx: target / load balancer", left=[errors, elb_errors]),
             cloudwatch.GraphWidget(title="Healthy hosts", left=[healthy]),
         )
         self.dashboard.add_widgets(
@@ -117,6 +120,13 @@ class Monitoring(Construct):
         alarms = {
             # Users see errors.
             "Target5xx": (errors, 10, 3, "more than 10 5xx a minute for 3 minutes"),
+            "Elb5xx": (
+                elb_errors,
+                10,
+                3,
+                "the load balancer answered more than 10 5xx a minute for 3 minutes: "
+                "no target reachable (instances down or timing out)",
+            ),
             "NoHealthyHosts": (healthy, 1, 2, "fewer than one healthy instance"),
             # GCP is not taking deliveries: the backlog ages.
             "OutboxAge": (oldest, 900, 3, "oldest undelivered submission older than 15 minutes"),

@@ -247,4 +247,55 @@ def monitoring(
                 },
             )
         )
+        resources.append(uptime_alert(resources[-1].key, labels, channels, deps))
     return resources
+
+
+def uptime_alert(
+    check: str, labels: dict[str, str], channels: list[str], deps: tuple[str, ...]
+) -> AlertPolicy:
+    """The API is down as Google's checkers see it: the policy the console creates for an
+    uptime check. check_passed is a GAUGE BOOL per checker location, so each series is
+    aligned to its latest result (ALIGN_NEXT_OLDER) and the failures counted across the
+    locations (REDUCE_COUNT_FALSE); more than one location failing is an outage, not one
+    checker's network. https://cloud.google.com/monitoring/uptime-checks/uptime-alerting-policies
+    and the provider's google_monitoring_alert_policy uptime example."""
+    title = "API unreachable"
+    return AlertPolicy(
+        f"alert_policy/{labels[STACK_LABEL]}: {title}",
+        (*deps, check),
+        spec={
+            "combiner": "OR",
+            "enabled": True,
+            "userLabels": labels,
+            "notificationChannels": channels,
+            "documentation": {
+                "content": "More than one of Google's uptime checkers cannot GET the AWS "
+                "API's /healthz: the API (ALB, instances or database) is down for users.",
+                "mimeType": "text/markdown",
+            },
+            "conditions": [
+                {
+                    "displayName": title,
+                    "conditionThreshold": {
+                        "filter": _metric_filter(
+                            "monitoring.googleapis.com/uptime_check/check_passed",
+                            'resource.type="uptime_url" AND '
+                            f'metric.labels.check_id="{{output:{check}:check_id}}"',
+                        ),
+                        "comparison": "COMPARISON_GT",
+                        "thresholdValue": 1,
+                        "duration": "60s",
+                        "aggregations": [
+                            {
+                                "alignmentPeriod": "1200s",
+                                "perSeriesAligner": "ALIGN_NEXT_OLDER",
+                                "crossSeriesReducer": "REDUCE_COUNT_FALSE",
+                                "groupByFields": ["resource.label.*"],
+                            }
+                        ],
+                    },
+                }
+            ],
+        },
+    )

@@ -39,6 +39,7 @@ from local_stack.signals import Entry, Point
 OK, ALARM, INSUFFICIENT = "OK", "ALARM", "INSUFFICIENT_DATA"
 AGE_METRICS = {
     "OutboxOldestAgeSeconds",
+    "UnconfirmedOldestAgeSeconds",
     "pubsub.googleapis.com/subscription/oldest_unacked_message_age",
 }
 
@@ -82,8 +83,12 @@ def statistic(name: str, values: list[float], period: float) -> float:
         return sum(values) / period
     if name == "ALIGN_NEXT_OLDER":
         return values[-1]
-    if name == "ALIGN_FRACTION_TRUE":
+    if name in ("ALIGN_FRACTION_TRUE", "REDUCE_FRACTION_TRUE"):
         return sum(1 for v in values if v) / len(values)
+    if name in ("ALIGN_COUNT_TRUE", "REDUCE_COUNT_TRUE"):
+        return float(sum(1 for v in values if v))
+    if name in ("ALIGN_COUNT_FALSE", "REDUCE_COUNT_FALSE"):
+        return float(sum(1 for v in values if not v))
     for prefix in ("p", "ALIGN_PERCENTILE_", "REDUCE_PERCENTILE_"):
         if name.startswith(prefix) and name[len(prefix) :].replace(".", "").isdigit():
             return percentile(values, float(name[len(prefix) :]))
@@ -134,26 +139,40 @@ class Rule:
             return None
         if self.cloud == "aws":
             return statistic(self.statistic, [p.value for p in points], period)
+        # Each time series (one full label set) is aligned on its own; a cross-series
+        # reducer then combines the aligned series of each group_by group into one.
         series: dict[tuple, list[float]] = {}
         for point in points:
-            series.setdefault(self._series_key(point), []).append(point.value)
+            series.setdefault(point.dimensions, []).append(point.value)
         if self.kind == "DELTA" and self.value_type != "DISTRIBUTION":
             # Google writes a DELTA point per sampling interval (60 s, the alignment period
             # here) holding the interval's count; locally each request is its own point.
             series = {key: [sum(values)] for key, values in series.items()}
-        aligned = [statistic(self.statistic, values, period) for values in series.values()]
-        if self.reducer == "REDUCE_NONE":
-            # Without a reducer each series is its own condition; the worst one decides.
-            compare = COMPARISONS[self.comparison]
-            violating = [v for v in aligned if compare(v, threshold)]
-            return (violating or aligned)[0]
-        return statistic(self.reducer, aligned, period)
+        aligned = {key: statistic(self.statistic, values, period)
+                   for key, values in series.items()}  # fmt: skip
+        if self.reducer != "REDUCE_NONE":
+            groups: dict[tuple, list[float]] = {}
+            for key, value in aligned.items():
+                groups.setdefault(self._group_key(dict(key)), []).append(value)
+            aligned = {key: statistic(self.reducer, values, period)
+                       for key, values in groups.items()}  # fmt: skip
+        # Each remaining series is its own condition; the worst one decides.
+        compare = COMPARISONS[self.comparison]
+        violating = [v for v in aligned.values() if compare(v, threshold)]
+        return (violating or list(aligned.values()))[0]
 
-    def _series_key(self, point: Point) -> tuple:
-        labels = point.labels
-        if self.reducer == "REDUCE_NONE":
-            return tuple(sorted(labels.items()))
-        return tuple(labels.get(field) for field in self.group_by)
+    def _group_key(self, labels: Mapping[str, str]) -> tuple:
+        """The group of a series under groupByFields: each field's value, where a field
+        ending in `.*` (`resource.label.*`) stands for every label under it."""
+        key: list[tuple[str, str | None]] = []
+        for wanted in self.group_by:
+            path = wanted.replace(".label.", ".labels.")
+            if path.endswith(".*"):
+                stem = path[:-1]
+                key += sorted((k, v) for k, v in labels.items() if k.startswith(stem))
+            else:
+                key.append((path, labels.get(path)))
+        return tuple(key)
 
     def state_at(
         self, points: list[Point], end: float, scale: float = 1.0, selected: bool = False
@@ -177,11 +196,14 @@ class Rule:
     def timeline(
         self, points: list[Point], start: float, end: float, scale: float = 1.0
     ) -> list[tuple[float, str]]:
-        """The rule's state at the end of every (compressed) period from start to end."""
+        """The rule's state at each evaluation from start to end: a CloudWatch alarm is
+        evaluated once a period; a Cloud Monitoring condition about once a minute, over a
+        look-back window of its alignment period (which may be longer, e.g. 1200 s)."""
         period, _ = self.scaled(scale)
-        steps = max(0, int((end - start) / period))
+        step = period if self.cloud == "aws" else min(period, 60 / scale)
+        steps = max(0, int((end - start) / step))
         chosen = self.select(points)
-        return [(start + k * period, self.state_at(chosen, start + k * period, scale, True))
+        return [(start + k * step, self.state_at(chosen, start + k * step, scale, True))
                 for k in range(1, steps + 1)]  # fmt: skip
 
 

@@ -21,6 +21,7 @@ from gcp_stack import stack as gcp
 from gcp_stack.resources import AlertPolicy, Dashboard, LogMetric, Resource
 from gcp_stack.resources.base import REFERENCE
 from local_stack import alarms
+from local_stack.probe import UPTIME_CHECK_ID
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCAL_API_URL = "http://127.0.0.1:8080/"  # gives the desired state its uptime check
@@ -154,8 +155,9 @@ def gcp_definitions(env: str = "dev") -> list[Resource]:
 
 def local_outputs(prefix: str) -> dict[str, dict[str, str]]:
     """What apply would learn from GCP, for the local stack: the trigger's subscription is
-    the stack's push subscription (local_stack.stack.Names)."""
-    return {"*": {"subscription": f"{prefix}-store-push"}}
+    the stack's push subscription (local_stack.stack.Names), the uptime check's id the
+    prober's (local_stack.probe)."""
+    return {"*": {"subscription": f"{prefix}-store-push", "check_id": UPTIME_CHECK_ID}}
 
 
 def for_local(prefix: str, env: str = "dev") -> Definitions:

@@ -95,7 +95,7 @@ def verify(stack: LocalStack, sent: list[check.Sent], timeout: float, view: View
         progress=view.update,
         healthy=lambda: not stack.dead_children(),
     )
-    check.follow_statuses(stack.url("api"), report, timeout, progress=view.update)
+    check.follow_statuses(stack.public_url, report, timeout, progress=view.update)
     check.compare(report)
     return report
 
@@ -129,7 +129,7 @@ def demo(
 ) -> int:
     started = time.monotonic()
     monitor = monitor_for(stack, aws_alarms).start()
-    traffic = Traffic(stack.url("api"), rate=rate)
+    traffic = Traffic(stack.public_url, rate=rate)
     acts = demo_acts(outage)
     final = Act("verified", "every submission is in the bucket exactly as sent (content and "
                 "SHA-256) and confirmed on the AWS side")  # fmt: skip

@@ -2,12 +2,14 @@
 
 On AWS the CloudWatch agent ships the API's and the relay's stdout, and CloudWatch turns
 each Embedded Metric Format line into metric data points; the load balancer counts requests
-and 5xx and health-checks the targets. On GCP Cloud Logging stores each JSON line a function
-writes as a LogEntry (its `jsonPayload`), log-based metrics count the entries a filter
-selects, and Pub/Sub reports its subscriptions' backlog. Here each process writes to
-`<logs>/<name>.log` (local_stack.stack), and this module turns those files back into the
-same two things: metric `Point`s and log `Entry`s. The live view, the alarm evaluator and
-the metric contract test all read them, so none of them relies on a private counter.
+and 5xx and health-checks the targets (locally local_stack.balancer writes its counts as
+EMF, local_stack.probe its health checks as samples). On GCP Cloud Logging stores each JSON
+line a function writes as a LogEntry (its `jsonPayload`), log-based metrics count the
+entries a filter selects, and Pub/Sub reports its subscriptions' backlog. Here each process
+writes to `<logs>/<name>.log` (local_stack.stack), and this module turns those files back
+into the same two things: metric `Point`s and log `Entry`s. The live view, the alarm
+evaluator and the metric contract test all read them, so none of them relies on a private
+counter.
 """
 
 from __future__ import annotations
@@ -24,12 +26,11 @@ from typing import Any
 # emulator's subscription gauges, the prober's health checks), as one JSON object a line.
 SAMPLE_EVENT = "monitoring.sample"
 REQUEST_EVENT = "run.request"  # local_stack.function_host: Cloud Run's request log
-# The local stand-in for the load balancer: every value of a dimension the template takes
-# from a resource attribute (Fn::GetAtt / Ref) is this string locally.
+# Every value of a dimension the template takes from a resource attribute (Fn::GetAtt / Ref)
+# is this string locally: each such resource has one local stand-in.
 LOCAL_RESOURCE = "local"
 
 FUNCTIONS = ("ingest", "store")
-AWS_PROCESSES = ("api", "relay")
 
 
 @dataclass(frozen=True)
@@ -128,24 +129,6 @@ def run_request_points(line: Mapping[str, Any], resource: Mapping[str, Any]) -> 
     ]
 
 
-def access_points(line: Mapping[str, Any], when: float) -> list[Point]:
-    """What an Application Load Balancer records for one request the API answered.
-    https://docs.aws.amazon.com/elasticloadbalancing/latest/application/load-balancer-cloudwatch-metrics.html
-    (RequestCount and HTTPCode_Target_5XX_Count are Sums of 1 per request, TargetResponseTime
-    is seconds; the health check itself is the prober's, not the API's)."""
-    if str(line.get("path", "")) in ("/healthz", "/readyz"):
-        return []  # ALB health checks are not counted as requests
-    dims = (("LoadBalancer", LOCAL_RESOURCE),)
-    ns = "AWS/ApplicationELB"
-    points = [
-        Point(when, ns, "RequestCount", dims, 1.0, "Count"),
-        Point(when, ns, "TargetResponseTime", dims, float(line["duration_ms"]) / 1000, "Seconds"),
-    ]
-    if 500 <= int(line["status"]) <= 599:
-        points.append(Point(when, ns, "HTTPCode_Target_5XX_Count", dims, 1.0, "Count"))
-    return points
-
-
 def sample_points(line: Mapping[str, Any]) -> list[Point]:
     """A platform stand-in's sample: {"event": SAMPLE_EVENT, "time", "namespace", "metric",
     "labels", "value", "unit"}."""
@@ -218,12 +201,9 @@ class Signals:
         # https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/CloudWatch-Agent-Configuration-File-Details.html
         when = _epoch(line["time"]) if isinstance(line.get("time"), str) else time.time()
         resource = self.resource(process)
-        points: list[Point] = []
-        if event == "http.access" and process in AWS_PROCESSES:
-            points = access_points(line, when)
-        elif event == REQUEST_EVENT and process in FUNCTIONS:
+        if event == REQUEST_EVENT and process in FUNCTIONS:
             return run_request_points(line, resource), None  # Cloud Run's, not the function's
-        return points, Entry(when, process, str(line.get("severity", "DEFAULT")), resource, line)
+        return [], Entry(when, process, str(line.get("severity", "DEFAULT")), resource, line)
 
     def resource(self, process: str) -> dict[str, Any]:
         """The monitored resource Cloud Logging would attach to this process's entries."""

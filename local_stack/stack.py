@@ -1,6 +1,7 @@
 """The whole system on loopback: the same processes as in the clouds, emulators for the rest.
 
-Pub/Sub emulator ← ingest (functions-framework) ← relay ← outbox ← API (gunicorn)
+client → balancer (the ALB's stand-in) → API (gunicorn) → outbox ← relay
+Pub/Sub emulator ← ingest (functions-framework) ← relay
        └─push─→ store (functions-framework) → fake-gcs-server
                   └─receipt─→ receipts topic ─pull─→ relay (marks `stored`)
 """
@@ -103,7 +104,8 @@ class LocalStack:
         self.database_url = (
             options.database_url or f"sqlite:///{options.workdir / 'skybridge.sqlite3'}"
         )
-        self.ports = {name: free_port() for name in ("pubsub", "ingest", "store", "api")}
+        names = ("pubsub", "ingest", "store", "api", "balancer")
+        self.ports = {name: free_port() for name in names}
         self.gcs = FakeGcs(self.logs)
         self.children: dict[str, Child] = {}
 
@@ -116,8 +118,14 @@ class LocalStack:
     def url(self, name: str) -> str:
         return f"http://127.0.0.1:{self.ports[name]}"
 
+    @property
+    def public_url(self) -> str:
+        """Where clients send requests: the load balancer's stand-in, as on AWS."""
+        return self.url("balancer")
+
     def endpoints(self) -> dict[str, str]:
         return {
+            "balancer": self.url("balancer"),
             "api": self.url("api"),
             "ingest": self.url("ingest"),
             "store": self.url("store"),
@@ -152,7 +160,8 @@ class LocalStack:
         and the API boot while the emulators come up and the database migrates; resources
         are created once the emulators answer; the relay starts after the migration."""
         try:
-            waiting = [self._spawn(name) for name in ("pubsub", "store", "ingest", "api")]
+            waiting = [self._spawn(name)
+                       for name in ("pubsub", "store", "ingest", "api", "balancer")]  # fmt: skip
             self.gcs.start()
             self._migrate()  # before anything is ready, so before the API takes a request
             waiting.append(self._spawn("relay"))
@@ -202,6 +211,9 @@ class LocalStack:
                 "SKYBRIDGE_RETENTION_STORED_DAYS": str(self.options.retention_stored_days),
                 "SKYBRIDGE_RETENTION_FAILED_DAYS": str(self.options.retention_failed_days),
             } | self.options.relay_env
+        elif name == "balancer":
+            argv = [sys.executable, "-m", "local_stack.balancer",
+                    "--port", str(self.ports["balancer"]), "--target", self.url("api")]  # fmt: skip
         elif name == "probe":
             argv = [sys.executable, "-m", "local_stack.probe", self.url("api"),
                     "--interval", str(self.options.sample_interval)]  # fmt: skip
@@ -221,8 +233,9 @@ class LocalStack:
             "ingest": http_ready(self.url("ingest") + "/"),
             "store": http_ready(self.url("store") + "/"),
             "api": http_ready(self.url("api") + "/healthz"),
+            "balancer": tcp_ready(self.ports["balancer"]),
             "relay": log_ready(child.log_path, '"event": "relay.started"'),
-            "probe": lambda: True,
+            "probe": log_ready(child.log_path, '"state": "healthy"'),
         }[name]
         self.children[name] = child.spawn()
         return name, ready
@@ -238,7 +251,7 @@ class LocalStack:
 
     # Callers before what they call, so a request in flight can finish: the relay waits on
     # ingest, ingest on Pub/Sub, the push to store on Pub/Sub and store on storage.
-    STOP_WAVES = (("probe", "relay", "api"), ("ingest", "store"), ("pubsub",))
+    STOP_WAVES = (("balancer", "probe", "relay", "api"), ("ingest", "store"), ("pubsub",))
 
     def stop(self) -> None:
         """Stop every process; safe to call twice and after a child died. Each wave is told

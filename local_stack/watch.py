@@ -59,11 +59,15 @@ class Monitor:
     _log_points: list[Point] = field(default_factory=list)
     _selections: dict[str, tuple[int, list[Point]]] = field(default_factory=dict)
     _closed_until: int = 0
+    # When watching began: the logs hold the stack's start-up before it (processes coming
+    # up, health checks not yet answered), which is not the system's story to alarm on.
+    _since: float = 0.0
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def start(self) -> Monitor:
+        self._since = time.time()
         self._thread = threading.Thread(target=self._follow, daemon=True, name="monitor")
         self._thread.start()
         return self
@@ -178,8 +182,9 @@ class Monitor:
         names = []
         for rule in self.rules:
             period, _ = rule.scaled(self.scale)
-            if self.seconds and at - rule.evaluation_periods * period < self.seconds[0].time + 1:
-                continue  # not yet a whole evaluation's worth of data seen
+            origin = max(self._since, self.seconds[0].time + 1 if self.seconds else 0.0)
+            if at - rule.evaluation_periods * period < origin:
+                continue  # not yet a whole evaluation's worth of data seen since watching began
             chosen = self._selected(rule)
             if rule.state_at(chosen, at, self.scale, selected=True) == alarms.ALARM:
                 names.append(rule.name)

@@ -117,6 +117,13 @@ class UptimeCheck(MonitoringObject):
     def _parent(cls, ctx: Context) -> dict[str, str]:
         return {"parent": f"projects/{ctx.project}"}
 
+    def outputs(self, live: dict[str, Any]) -> dict[str, Any]:
+        # The server assigns the id (the name's last segment); check_passed carries it as
+        # its check_id label, which is how an alert policy selects this check.
+        # https://cloud.google.com/monitoring/api/ref_v3/rest/v3/projects.uptimeCheckConfigs
+        name = live.get("name") or ""
+        return {"name": name, "check_id": name.rsplit("/", 1)[-1] if name else None}
+
 
 @dataclass
 class Dashboard(MonitoringObject):

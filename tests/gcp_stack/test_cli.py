@@ -104,6 +104,15 @@ def test_uptime_check_watches_the_aws_api_when_its_url_is_known(cli, fake, tmp_p
     assert check["monitoredResource"]["labels"]["host"] == "api.example.com"
     assert check["httpCheck"]["path"] == "/healthz"
     assert check["httpCheck"]["useSsl"] is True
+    # The alert on it selects it by the id the server assigned.
+    (alert,) = [
+        v for k, v in fake.store.items()
+        if "/alertPolicies/" in k and v["displayName"].endswith("API unreachable")
+    ]  # fmt: skip
+    check_id = check["name"].rsplit("/", 1)[1]
+    assert f'metric.labels.check_id="{check_id}"' in json.dumps(alert["conditions"]).replace(
+        '\\"', '"'
+    )
 
 
 def test_without_credentials_it_says_how_to_log_in(monkeypatch, tmp_path, capsys):

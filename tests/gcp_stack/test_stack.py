@@ -73,6 +73,31 @@ def test_uptime_check_only_when_the_api_url_is_known(dev):
     assert check.spec["httpCheck"]["port"] == 80
 
 
+def test_uptime_alert_fires_on_the_checks_failures_across_locations(ctx):
+    """Google's uptime-check policy: the check's own check_passed series (by its check id,
+    an output of the check), each aligned to its latest result, failures counted across
+    checker locations; ALIGN_NEXT_OLDER and REDUCE_COUNT_FALSE apply to a GAUGE BOOL."""
+    with_url = {r.key: r for r in stack.build(environments.load("dev"),
+                                              api_url="https://api.example.com")}  # fmt: skip
+    (check,) = [k for k in with_url if k.startswith("uptime_check/")]
+    alert = with_url["alert_policy/skybridge-dev: API unreachable"]
+    assert check in alert.depends_on
+    (condition,) = alert.spec["conditions"]
+    threshold = condition["conditionThreshold"]
+    assert f'metric.labels.check_id="{{output:{check}:check_id}}"' in threshold["filter"]
+    assert (
+        'metric.type="monitoring.googleapis.com/uptime_check/check_passed"' in (threshold["filter"])
+    )
+    (aggregation,) = threshold["aggregations"]
+    assert (aggregation["perSeriesAligner"], aggregation["crossSeriesReducer"]) == (
+        "ALIGN_NEXT_OLDER",
+        "REDUCE_COUNT_FALSE",
+    )
+    assert (threshold["comparison"], threshold["thresholdValue"]) == ("COMPARISON_GT", 1)
+    live = {"name": "projects/p/uptimeCheckConfigs/skybridge-dev-api-healthz-x1Y2"}
+    assert with_url[check].outputs(live)["check_id"] == "skybridge-dev-api-healthz-x1Y2"
+
+
 def test_dashboard_covers_functions_pubsub_dead_letters_and_objects(dev, ctx):
     tiles = dev["dashboard/skybridge-dev"].body(ctx)["mosaicLayout"]["tiles"]
     titles = {tile["widget"]["title"] for tile in tiles}

@@ -4,12 +4,14 @@ of the clouds' documented behaviour that the monitoring tests rely on."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 
-from local_stack import alarms
+from local_stack import alarms, definitions
 from local_stack.filters import FilterError, compile_filter, fields
 from local_stack.metric_kinds import GOOGLE_METRICS, aggregation_problems, descriptor
+from local_stack.probe import CHECKER_LOCATIONS, UPTIME_CHECK_ID
 from local_stack.signals import Entry, Point, Signals, emf_points
 
 
@@ -175,3 +177,24 @@ def test_aggregation_rules_follow_the_metric_kind():
     counter = descriptor("logging.googleapis.com/user/x")
     assert counter is not None and aggregation_problems(counter, "ALIGN_RATE", "REDUCE_SUM") == []
     assert aggregation_problems(counter, "ALIGN_NONE", "REDUCE_SUM")
+
+
+def test_uptime_alert_counts_failing_checker_locations():
+    """The desired state's uptime policy, pointed at the local prober: each checker
+    location is its own series; more than one failing is the condition, one alone is not."""
+    defs = definitions.for_local("skybridge-dev")
+    (rule,) = [r for r in defs.gcp_rules() if r.name == "API unreachable"]
+
+    def results(failing: set[str]) -> list[Point]:
+        return [
+            Point(99.0, "", rule.metric, (("metric.labels.check_id", UPTIME_CHECK_ID),
+                  ("metric.labels.checker_location", where), ("resource.type", "uptime_url")),
+                  float(where not in failing))
+            for where in CHECKER_LOCATIONS
+        ]  # fmt: skip
+
+    assert rule.state_at(results(set()), 100.0) == alarms.OK
+    assert rule.state_at(results({"eur-belgium"}), 100.0) == alarms.OK
+    assert rule.state_at(results({"eur-belgium", "usa-virginia"}), 100.0) == alarms.ALARM
+    older_failures = [replace(p, time=10.0, value=0.0) for p in results(set())]
+    assert rule.state_at(older_failures + results(set()), 100.0) == alarms.OK  # latest wins

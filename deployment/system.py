@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import environments
 
@@ -374,10 +374,13 @@ class System:
         return Applied("GCP" + " (uptime check)" * only_uptime, timed, seconds)
 
     def uptime_pass(self) -> Applied | None:
-        """GCP once more, now that AWS reports the API URL: only the uptime check may change."""
+        """GCP once more, now that AWS reports the API URL: only the uptime check and what
+        depends on it may change."""
         if "plan-files" in self.features:
             plan = self.gcp_plan()
             pending = gcp_pending_keys(plan) or []
+            saved = plan.plan_file.read_text() if plan.plan_file else "{}"
+            allowed = uptime_keys(json.loads(saved).get("changes", []))
         else:  # an older gcp_stack: the keys from its JSON plan
             argv = self.tools.gcp("plan", "--json", "--detailed-exitcode", *self.gcp_common())
             code, output = self.tools.run(argv, show=False)
@@ -385,9 +388,10 @@ class System:
                 raise Refused(f"the second GCP plan failed (exit {code}): {output.strip()[-300:]}")
             document, _ = json.JSONDecoder().raw_decode(output[output.index("{") :])
             pending = [c["key"] for c in document["changes"] if c["action"] != "no-op"]
+            allowed = uptime_keys(document["changes"])
             plan = CloudPlan("GCP", Counts(added=len(pending)))
             self.tools.say(f"GCP again, for the uptime check: {', '.join(pending) or 'no changes'}")
-        others = [key for key in pending if not key.startswith(UPTIME_PREFIX)]
+        others = [key for key in pending if key not in allowed]
         if others:
             raise Refused(
                 f"the second GCP pass would change more than the uptime check "
@@ -445,8 +449,8 @@ def covers(action: str, name: str, plans: list[CloudPlan]) -> str:
             "refused, not applied)",
             "  2. AWS: `cdk deploy --all` of the diff above (passed --require-approval never, "
             "because it is approved here)",
-            "  3. GCP again: only the uptime check, pointed at the API URL AWS reports "
-            "(refused if anything else would change)",
+            "  3. GCP again: only the uptime check (and its alert policy), pointed at the API "
+            "URL AWS reports (refused if anything else would change)",
         ]
     else:
         lines += [
@@ -500,6 +504,17 @@ def gcp_pending_keys(plan: CloudPlan) -> list[str] | None:
         return None
     changes = json.loads(plan.plan_file.read_text()).get("changes", [])
     return [c["key"] for c in changes if c.get("action") not in ("no-op", None)]
+
+
+def uptime_keys(changes: Sequence[dict[str, Any]]) -> set[str]:
+    """The uptime check and everything that depends on it, directly or not (its alert
+    policy filters on the check's id): what the API URL brings, so what the second GCP pass
+    may change."""
+    depends = {c["key"]: set(c.get("depends_on", [])) for c in changes}
+    found = {key for key in depends if key.startswith(UPTIME_PREFIX)}
+    while more := {key for key, on in depends.items() if key not in found and on & found}:
+        found |= more
+    return found
 
 
 SYMBOL_ACTIONS = {"+": "create", "~": "update", "-/+": "replace", "-": "delete"}

@@ -16,7 +16,13 @@ from pathlib import Path
 
 import pytest
 
-from deployment.system import Timed, cdk_diff_counts, cdk_event_timings, summary_counts
+from deployment.system import (
+    Timed,
+    cdk_diff_counts,
+    cdk_event_timings,
+    summary_counts,
+    uptime_keys,
+)
 from local_stack.control_plane import ControlPlane
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -115,8 +121,9 @@ def test_deploy_shows_both_plans_asks_once_then_applies_in_order(world, plane):
     gcp = re.search(r"GCP: (\d+) added, 0 changed, 0 destroyed", summary)
     assert gcp and int(gcp[1]) > 40, summary
     assert re.search(r"s  create   function/skybridge-dev-ingest", summary) or "more" in summary
-    assert "GCP (uptime check): 1 added, 0 changed, 0 destroyed" in summary
+    assert "GCP (uptime check): 2 added, 0 changed, 0 destroyed" in summary
     assert "create   uptime_check/skybridge-dev api healthz" in summary
+    assert "create   alert_policy/skybridge-dev: API unreachable" in summary
 
 
 def test_auto_approve_skips_the_question_on_dev(world, plane):
@@ -201,3 +208,19 @@ def test_a_24_hour_clock_and_a_failure_are_read_too():
         s | 2/2 | 00:00:03 | CREATE_FAILED | AWS::SQS::Queue | Q (Q1) Resource limit exceeded
     """)
     assert cdk_event_timings(lines) == [Timed("AWS::SQS::Queue Q1", "create", 5.0, "failed")]
+
+
+def test_the_second_gcp_pass_may_change_the_uptime_check_and_what_depends_on_it_only():
+    changes = [
+        {"key": "service/monitoring.googleapis.com", "depends_on": []},
+        {"key": "uptime_check/skybridge-dev api healthz", "depends_on": ["service/x"]},
+        {"key": "alert_policy/skybridge-dev: API unreachable",
+         "depends_on": ["uptime_check/skybridge-dev api healthz"]},
+        {"key": "notification/x", "depends_on": ["alert_policy/skybridge-dev: API unreachable"]},
+        {"key": "alert_policy/skybridge-dev: delivery backlog", "depends_on": ["topic/t"]},
+    ]  # fmt: skip
+    assert uptime_keys(changes) == {
+        "uptime_check/skybridge-dev api healthz",
+        "alert_policy/skybridge-dev: API unreachable",
+        "notification/x",
+    }

@@ -14,13 +14,15 @@ from local_stack.pubsub.rules import (
     validate_subscription,
     validate_topic,
 )
-from local_stack.pubsub.state import DELETED_TOPIC, State, Subscription
+from local_stack.pubsub.schemas import Schemas
+from local_stack.pubsub.state import DELETED_TOPIC, Subscription
 
 
-class Admin(State):
+class Admin(Schemas):
     def create_topic(self, topic: types.Topic) -> types.Topic:
         validate_topic(topic)
         with self.lock:
+            self._check_schema_settings(topic)
             if topic.name in self.topics:
                 raise already_exists("Topic already exists")
             self.topics[topic.name] = topic
@@ -33,7 +35,10 @@ class Admin(State):
     def update_topic(self, patch: types.Topic, paths: list[str]) -> types.Topic:
         with self.lock:
             updated = masked_update(self._topic(patch.name), patch, paths, IMMUTABLE_TOPIC)
+            if "schema_settings" in updated and not updated.schema_settings.schema:
+                updated.schema_settings = None  # masked but left empty: the topic drops it
             validate_topic(updated)
+            self._check_schema_settings(updated)
             self.topics[patch.name] = updated
             return updated
 

@@ -15,19 +15,20 @@ from google.pubsub_v1 import types
 
 from local_stack.pubsub.errors import AckIdFailure, RpcError, invalid
 from local_stack.pubsub.rules import validate_publish
-from local_stack.pubsub.state import Pending, State, Subscription, timestamp
+from local_stack.pubsub.schemas import Schemas
+from local_stack.pubsub.state import Pending, Subscription, timestamp
 
 log = logging.getLogger("local_stack.pubsub")
 
 MAX_PULL_BYTES = 10 * 1024 * 1024  # one response carries at most this (at least one message)
 
 
-class Delivery(State):
+class Delivery(Schemas):
     def publish(self, topic: str, messages: list[types.PubsubMessage], size: int = 0) -> list[str]:
         validate_publish(messages, size)
         now = datetime.now(UTC)
         with self.lock:
-            self._topic(topic)
+            self._conform(self._topic(topic), messages)
             ids = [self._enqueue(topic, m, now) for m in messages]
             self.changed.notify_all()
         return ids

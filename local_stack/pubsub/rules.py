@@ -24,6 +24,8 @@ _ID = r"(?!goog)[A-Za-z][\w.~+%-]{2,254}"
 TOPIC_RE = re.compile(rf"^projects/[^/]+/topics/{_ID}$")
 SUBSCRIPTION_RE = re.compile(rf"^projects/[^/]+/subscriptions/{_ID}$")
 SNAPSHOT_RE = re.compile(rf"^projects/[^/]+/snapshots/{_ID}$")
+SCHEMA_RE = re.compile(rf"^projects/[^/]+/schemas/{_ID}$")
+PROJECT_RE = re.compile(r"^projects/[^/]+$")
 DEFAULT_ACK_DEADLINE = 10
 DEFAULT_MIN_BACKOFF = 10.0  # a retry policy's bounds when it leaves them unset
 DEFAULT_MAX_BACKOFF = 600.0
@@ -141,6 +143,14 @@ def masked_update(current, patch, paths: list[str], immutable: set[str]):
         raise invalid(f"update_mask names no field that can be updated: {unknown or paths}")
     updated = kind.deserialize(kind.serialize(current))
     for path in paths:
-        field = path.split(".")[0]
-        setattr(updated, field, getattr(patch, field))
+        # A nested path ("schema_settings.first_revision_id", as Google's samples send it)
+        # changes that field only, and leaves its siblings as they were.
+        *parents, leaf = path.split(".")
+        target, source = updated, patch
+        try:
+            for name in parents:
+                target, source = getattr(target, name), getattr(source, name)
+            setattr(target, leaf, getattr(source, leaf))
+        except (AttributeError, TypeError):
+            raise invalid(f"update_mask names no field that can be updated: {path}") from None
     return updated

@@ -9,7 +9,7 @@ import grpc
 from local_stack.pubsub.broker import Broker
 from local_stack.pubsub.push import Pusher
 from local_stack.pubsub.rules import MAX_PUBLISH_BYTES
-from local_stack.pubsub.service import publisher_handlers, subscriber_handlers
+from local_stack.pubsub.service import publisher_handlers, schema_handlers, subscriber_handlers
 
 # gRPC's synchronous server runs each call on a pool thread, and a StreamingPull stream
 # keeps its thread for its life. With a fixed small pool, long-lived streams starve every
@@ -39,7 +39,11 @@ class PubSubEmulator:
             ],
         )
         self.server.add_generic_rpc_handlers(
-            (publisher_handlers(self.broker), subscriber_handlers(self.broker))
+            (
+                publisher_handlers(self.broker),
+                subscriber_handlers(self.broker),
+                schema_handlers(self.broker),
+            )
         )
 
     @property

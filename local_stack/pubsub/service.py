@@ -1,4 +1,5 @@
-"""The gRPC wiring: the Publisher and Subscriber services as tables of broker calls."""
+"""The gRPC wiring: the Publisher, Subscriber and SchemaService services as tables of broker
+calls."""
 
 from __future__ import annotations
 
@@ -202,4 +203,73 @@ def subscriber_handlers(broker: Broker) -> grpc.GenericRpcHandler:
             "Seek": (seek, types.SeekRequest, types.SeekResponse),
         },
         StreamingPull=streaming_pull(broker),
+    )
+
+
+def schema_handlers(broker: Broker) -> grpc.GenericRpcHandler:
+    def listed(list_call: Callable, response_type: Any, request_type: Any, parent: str) -> tuple:
+        def handler(request: Any) -> Any:
+            schemas, token = list_call(
+                getattr(request, parent), request.view, request.page_size, request.page_token
+            )
+            return response_type(schemas=schemas, next_page_token=token)
+
+        return handler, request_type, response_type
+
+    empty = empty_pb2.Empty
+    return _service(
+        "google.pubsub.v1.SchemaService",
+        {
+            "CreateSchema": (
+                lambda r: broker.create_schema(r.parent, r.schema, r.schema_id),
+                types.CreateSchemaRequest,
+                types.Schema,
+            ),
+            "GetSchema": (
+                lambda r: broker.schema(r.name, r.view),
+                types.GetSchemaRequest,
+                types.Schema,
+            ),
+            "ListSchemas": listed(
+                broker.list_schemas, types.ListSchemasResponse, types.ListSchemasRequest, "parent"
+            ),
+            "ListSchemaRevisions": listed(
+                broker.list_schema_revisions,
+                types.ListSchemaRevisionsResponse,
+                types.ListSchemaRevisionsRequest,
+                "name",
+            ),
+            "CommitSchema": (
+                lambda r: broker.commit_schema(r.name, r.schema),
+                types.CommitSchemaRequest,
+                types.Schema,
+            ),
+            "RollbackSchema": (
+                lambda r: broker.rollback_schema(r.name, r.revision_id),
+                types.RollbackSchemaRequest,
+                types.Schema,
+            ),
+            "DeleteSchemaRevision": (
+                lambda r: broker.delete_schema_revision(r.name, r.revision_id),
+                types.DeleteSchemaRevisionRequest,
+                types.Schema,
+            ),
+            "DeleteSchema": (
+                lambda r: broker.delete_schema(r.name),
+                types.DeleteSchemaRequest,
+                empty,
+            ),
+            "ValidateSchema": (
+                lambda r: (
+                    broker.validate_schema(r.parent, r.schema) or types.ValidateSchemaResponse()
+                ),
+                types.ValidateSchemaRequest,
+                types.ValidateSchemaResponse,
+            ),
+            "ValidateMessage": (
+                lambda r: broker.validate_message(r) or types.ValidateMessageResponse(),
+                types.ValidateMessageRequest,
+                types.ValidateMessageResponse,
+            ),
+        },
     )

@@ -13,11 +13,12 @@ from google.pubsub_v1 import types
 
 from local_stack.pubsub.errors import invalid, not_found
 from local_stack.pubsub.filters import Predicate, compile_filter
-from local_stack.pubsub.rules import SNAPSHOT_RE, SUBSCRIPTION_RE, TOPIC_RE, bounds
+from local_stack.pubsub.rules import SCHEMA_RE, SNAPSHOT_RE, SUBSCRIPTION_RE, TOPIC_RE, bounds
 
 PUSH_MIN_BACKOFF = 0.1  # a push subscription without a retry policy: Google's push backoff
 PUSH_MAX_BACKOFF = 60.0
 DELETED_TOPIC = "_deleted-topic_"
+DELETED_SCHEMA = "_deleted-schema_"  # a topic's schema once deleted (SchemaSettings.schema)
 
 
 def timestamp(moment: datetime) -> str:
@@ -93,7 +94,7 @@ class Snapshot:
 
 class State:
     """All state, under one lock; `changed` wakes pullers and the delivery loop. The
-    lookups (`_topic`, `_subscription`, `_snapshot`) expect the lock held."""
+    lookups (`_topic`, `_subscription`, `_snapshot`, `_schema`) expect the lock held."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
@@ -101,6 +102,7 @@ class State:
         self.topics: dict[str, types.Topic] = {}
         self.subscriptions: dict[str, Subscription] = {}
         self.snapshots: dict[str, Snapshot] = {}
+        self.schemas: dict[str, list[types.Schema]] = {}  # name → its revisions, oldest first
         self._ids = itertools.count(1)
 
     @staticmethod
@@ -123,6 +125,9 @@ class State:
             name,
             "Subscription does not exist",
         )
+
+    def _schema(self, name: str) -> list[types.Schema]:
+        return self._find(self.schemas, "schemas", SCHEMA_RE, name, "Schema not found")
 
     def _snapshot(self, name: str) -> Snapshot:
         return self._find(self.snapshots, "snapshots", SNAPSHOT_RE, name, "Snapshot does not exist")

@@ -25,6 +25,10 @@ log = logging.getLogger("skybridge.relay")
 # However long the database has been away, try again at least this often: an RDS failover
 # takes 60-120 s, and the relay should resume within seconds of it.
 DATABASE_BACKOFF_MAX = 15.0
+# The backlog gauge counts at most this many outbox rows (an index scan that stops there):
+# uncapped, every relay read the whole outbox every gauge interval, which grew with the
+# very backlog it reported. The alarms watch the oldest row's age, which is one lookup.
+BACKLOG_GAUGE_CAP = 100_000
 
 
 class Relay:
@@ -267,7 +271,7 @@ class Relay:
         self._last_gauges = time.monotonic()
         now = utcnow()
         with self.engine.begin() as connection:
-            backlog, oldest = outbox.stats(connection, now)
+            backlog, oldest = outbox.stats(connection, now, cap=BACKLOG_GAUGE_CAP)
             pending, oldest_pending = receipts.unconfirmed(connection, now)
         self.metrics.emit(
             {

@@ -19,7 +19,6 @@ import sys
 import threading
 import time
 import uuid
-from dataclasses import dataclass
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from unittest import mock
@@ -30,60 +29,12 @@ from google.api_core import exceptions
 from google.cloud import pubsub_v1
 from google.pubsub_v1.services.subscriber.transports import SubscriberGrpcTransport
 
-from local_stack.pubsub import PubSubEmulator
-from tests.local_stack import googles_emulator
-
 PROJECT = "conformance"
 
 pytestmark = [
     pytest.mark.timeout(60),
     pytest.mark.filterwarnings("ignore:The return_immediately flag is deprecated"),
 ]
-
-
-@dataclass(frozen=True)
-class Emulator:
-    kind: str  # "ours" or "google"
-    host: str
-
-    def only_ours(self, reason: str) -> None:
-        """Skips a case that Google's emulator does not share with the real service or us."""
-        if self.kind != "ours":
-            pytest.skip(f"ours only: {reason}")
-
-
-@pytest.fixture(scope="session", params=["ours", "google"])
-def emulator(request, tmp_path_factory):
-    if request.param == "ours":
-        ours = PubSubEmulator()
-        port = ours.start()
-        try:
-            yield Emulator("ours", f"127.0.0.1:{port}")
-        finally:
-            ours.stop()
-        return
-    try:
-        host, process = googles_emulator.start(tmp_path_factory.mktemp("pubsub-google"))
-    except googles_emulator.Unavailable as why:
-        pytest.skip(str(why))
-    try:
-        yield Emulator("google", host)
-    finally:
-        googles_emulator.stop(process)
-
-
-@pytest.fixture(scope="session")
-def clients(emulator):
-    with mock.patch.dict(os.environ, {"PUBSUB_EMULATOR_HOST": emulator.host}):
-        publisher = pubsub_v1.PublisherClient(
-            publisher_options=pubsub_v1.types.PublisherOptions(enable_message_ordering=True)
-        )
-        subscriber = pubsub_v1.SubscriberClient()
-    try:
-        yield publisher, subscriber
-    finally:
-        publisher.stop()
-        subscriber.close()
 
 
 def unique(kind: str) -> str:

@@ -1,7 +1,11 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import functions_framework
 import pytest
@@ -36,21 +40,43 @@ def engine(app):
 # -- the two functions under functions-framework, on the emulators ---------------------------
 
 
-@pytest.fixture
-def topic(pubsub_host, monkeypatch):
+@dataclass(frozen=True)
+class PulledTopic:
+    """A topic on the emulator with one pull subscription, and the clients for both."""
+
+    publisher: pubsub_v1.PublisherClient
+    topic: str
+    subscriber: pubsub_v1.SubscriberClient
+    subscription: str
+
+
+@contextmanager
+def pulled_topic(
+    pubsub_host: str, monkeypatch, prefix: str, **subscription: Any
+) -> Iterator[PulledTopic]:
+    """A uniquely named topic and pull subscription (`subscription`: more of its fields,
+    e.g. ack_deadline_seconds), both deleted afterwards."""
     monkeypatch.setenv("PUBSUB_EMULATOR_HOST", pubsub_host)
     publisher = pubsub_v1.PublisherClient()
     subscriber = pubsub_v1.SubscriberClient()
-    name = f"t-{uuid.uuid4().hex[:8]}"
+    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
     topic = publisher.create_topic(name=f"projects/{PROJECT}/topics/{name}").name
-    subscription = subscriber.create_subscription(
-        name=f"projects/{PROJECT}/subscriptions/{name}", topic=topic
+    pulled = subscriber.create_subscription(
+        request={"name": f"projects/{PROJECT}/subscriptions/{name}", "topic": topic} | subscription
     ).name
-    monkeypatch.setenv("SKYBRIDGE_TOPIC", topic)
-    get_settings.cache_clear()
-    yield topic, subscription, subscriber
-    subscriber.delete_subscription(subscription=subscription)
-    publisher.delete_topic(topic=topic)
+    try:
+        yield PulledTopic(publisher, topic, subscriber, pulled)
+    finally:
+        subscriber.delete_subscription(subscription=pulled)
+        publisher.delete_topic(topic=topic)
+
+
+@pytest.fixture
+def topic(pubsub_host, monkeypatch):
+    with pulled_topic(pubsub_host, monkeypatch, "t") as made:
+        monkeypatch.setenv("SKYBRIDGE_TOPIC", made.topic)
+        get_settings.cache_clear()
+        yield made.topic, made.subscription, made.subscriber
     get_settings.cache_clear()
 
 

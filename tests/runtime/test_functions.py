@@ -10,12 +10,11 @@ from datetime import UTC, datetime
 
 import functions_framework
 import pytest
-from google.cloud import pubsub_v1
 
 from runtime.envelope import Receipt, SubmissionIn, canonical_json, object_name, sha256_hex
 from runtime.ids import new_id
 from runtime.settings import get_settings
-from tests.runtime.conftest import FUNCTIONS, PROJECT
+from tests.runtime.conftest import FUNCTIONS, PROJECT, pulled_topic
 
 
 def item(data: dict | None = None, **overrides) -> dict:
@@ -182,22 +181,13 @@ def test_storage_error_fails_the_delivery_so_pubsub_retries(store, monkeypatch):
 @pytest.fixture
 def receipts(pubsub_host, monkeypatch, bucket):
     """A receipts topic with a pull subscription, and `store` configured to publish there."""
-    monkeypatch.setenv("PUBSUB_EMULATOR_HOST", pubsub_host)
-    publisher = pubsub_v1.PublisherClient()
-    subscriber = pubsub_v1.SubscriberClient()
-    name = f"r-{uuid.uuid4().hex[:8]}"
-    topic = publisher.create_topic(name=f"projects/{PROJECT}/topics/{name}").name
-    subscription = subscriber.create_subscription(
-        name=f"projects/{PROJECT}/subscriptions/{name}", topic=topic
-    ).name
-    monkeypatch.setenv("SKYBRIDGE_RECEIPTS_TOPIC", topic)
-    get_settings.cache_clear()
-    app = functions_framework.create_app(
-        target="store", source=str(FUNCTIONS / "store.py"), signature_type="cloudevent"
-    )
-    yield app.test_client(), subscriber, subscription
-    subscriber.delete_subscription(subscription=subscription)
-    publisher.delete_topic(topic=topic)
+    with pulled_topic(pubsub_host, monkeypatch, "r") as made:
+        monkeypatch.setenv("SKYBRIDGE_RECEIPTS_TOPIC", made.topic)
+        get_settings.cache_clear()
+        app = functions_framework.create_app(
+            target="store", source=str(FUNCTIONS / "store.py"), signature_type="cloudevent"
+        )
+        yield app.test_client(), made.subscriber, made.subscription
     get_settings.cache_clear()
 
 

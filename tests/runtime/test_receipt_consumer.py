@@ -4,18 +4,16 @@ and MariaDB: it acknowledges only what it committed, so nothing is lost or count
 from __future__ import annotations
 
 import time
-import uuid
 
 import pytest
-from google.cloud import pubsub_v1
 
 from runtime.envelope import Receipt
 from runtime.observability import Metrics
 from runtime.relay.receipts import ReceiptConsumer
 from runtime.settings import Settings
+from tests.runtime.conftest import pulled_topic
 from tests.runtime.test_receipts import accept, forward_all, receipt_for, status
 
-PROJECT = "skybridge-test"
 ACK_DEADLINE = 10  # the smallest Pub/Sub accepts
 
 
@@ -45,21 +43,10 @@ class DiesBeforeAck:
 
 @pytest.fixture
 def receipts_topic(pubsub_host, monkeypatch):
-    monkeypatch.setenv("PUBSUB_EMULATOR_HOST", pubsub_host)
-    publisher = pubsub_v1.PublisherClient()
-    subscriber = pubsub_v1.SubscriberClient()
-    name = f"receipts-{uuid.uuid4().hex[:8]}"
-    topic = publisher.create_topic(name=f"projects/{PROJECT}/topics/{name}").name
-    subscription = subscriber.create_subscription(
-        request={
-            "name": f"projects/{PROJECT}/subscriptions/{name}",
-            "topic": topic,
-            "ack_deadline_seconds": ACK_DEADLINE,
-        }
-    ).name
-    yield publisher, topic, subscriber, subscription
-    subscriber.delete_subscription(subscription=subscription)
-    publisher.delete_topic(topic=topic)
+    with pulled_topic(
+        pubsub_host, monkeypatch, "receipts", ack_deadline_seconds=ACK_DEADLINE
+    ) as made:
+        yield made.publisher, made.topic, made.subscriber, made.subscription
 
 
 def consumer(engine, subscription: str, subscriber, metrics: Metrics) -> ReceiptConsumer:

@@ -50,3 +50,26 @@ def test_backlog_gauges_keep_coming_while_the_breaker_is_open(tmp_path, capsys):
     assert relay.breaker.wait_time(time.monotonic()) > 0, "the breaker should still be open"
     assert len(backlog) >= 5, backlog
     assert set(backlog) == {1}
+
+
+def test_the_backlog_gauge_counts_up_to_its_cap(tmp_path, capsys, monkeypatch):
+    from runtime.observability import Metrics
+    from runtime.relay import loop
+
+    monkeypatch.setattr(loop, "BACKLOG_GAUGE_CAP", 3)
+    settings = Settings(
+        database_url=f"sqlite:///{tmp_path / 'relay.sqlite3'}",
+        ingest_url="http://127.0.0.1:9/",
+        metrics="emf",
+    )
+    engine = create_db_engine(settings)
+    migrate(engine)
+    for _ in range(5):
+        accept(engine, SubmissionIn(type="t", data={}), None)
+    relay = Relay(engine, settings, NoTokenSource())
+    relay.metrics = Metrics("emf", "Skybridge", "relay")
+    relay._report_gauges()
+    engine.dispose()
+    (document,) = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line]
+    assert document["OutboxBacklog"] == 3
+    assert document["OutboxOldestAgeSeconds"] >= 0

@@ -141,7 +141,10 @@ def cdk_event_timings(output: str) -> list[Timed]:
     return sorted(timed, key=lambda t: -t.seconds)
 
 
-def summary_counts(timed: Sequence[Timed]) -> Counts:
+def summary_counts(timed: Sequence[Timed], terraform: bool = False) -> Counts:
+    """What was done, counted as each tool counts it: CloudFormation counts a replace as a
+    change; Terraform, and gcp_stack after it, as one added and one destroyed (and nothing
+    but create, update, replace and delete)."""
     counts = Counts()
     for item in timed:
         if item.status != "done":
@@ -150,9 +153,14 @@ def summary_counts(timed: Sequence[Timed]) -> Counts:
             counts.added += 1
         elif item.action == "delete":
             counts.destroyed += 1
-        else:
+        elif item.action == "replace":
+            counts.replaced += 1
+            if terraform:
+                counts.added, counts.destroyed = counts.added + 1, counts.destroyed + 1
+            else:
+                counts.changed += 1
+        elif item.action == "update" or not terraform:
             counts.changed += 1
-            counts.replaced += item.action == "replace"
     return counts
 
 
@@ -549,30 +557,13 @@ def gcp_timings(
     return sorted(timed, key=lambda t: -t.seconds)
 
 
-def gcp_summary_counts(timed: Sequence[Timed]) -> Counts:
-    counts = Counts()
-    for item in timed:
-        if item.status != "done":
-            continue
-        if item.action == "replace":
-            counts.added, counts.destroyed = counts.added + 1, counts.destroyed + 1
-            counts.replaced += 1
-        elif item.action == "create":
-            counts.added += 1
-        elif item.action == "delete":
-            counts.destroyed += 1
-        elif item.action == "update":
-            counts.changed += 1
-    return counts
-
-
 def print_summary(tools: Tools, name: str, applied: list[Applied], limit: int = 10) -> None:
     tools.say(f"\nSummary for {name}:")
     if not applied:
         tools.say("  no changes on either cloud")
     for part in applied:
         aws = part.cloud == "AWS"
-        counts = (summary_counts if aws else gcp_summary_counts)(part.timed)
+        counts = summary_counts(part.timed, terraform=not aws)
         timed = part.timed
         tools.say(
             f"  {part.cloud}: {counts.added} added, {counts.changed} changed, "

@@ -202,6 +202,15 @@ def test_event_timings_per_resource_and_replacements_timed_to_their_update():
     assert (counts.added, counts.changed, counts.destroyed) == (2, 1, 1)
 
 
+def test_gcp_counts_a_replace_as_terraform_does_one_added_and_one_destroyed():
+    timed = [Timed("bucket/b", "replace", 1.0, "done"), Timed("topic/t", "update", 1.0, "done"),
+             Timed("function/f", "create", 1.0, "failed")]  # fmt: skip
+    counts = summary_counts(timed, terraform=True)
+    assert (counts.added, counts.changed, counts.destroyed, counts.replaced) == (1, 1, 1, 1)
+    counts = summary_counts(timed)  # CloudFormation: a replacement is an update
+    assert (counts.added, counts.changed, counts.destroyed, counts.replaced) == (0, 2, 0, 1)
+
+
 def test_a_24_hour_clock_and_a_failure_are_read_too():
     lines = textwrap.dedent("""\
         s | 1/2 | 23:59:58 | CREATE_IN_PROGRESS | AWS::SQS::Queue | Q (Q1)

@@ -8,6 +8,7 @@ a copy of it (`deployed`). Tests of deploying itself start from an empty fake (`
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -82,3 +83,12 @@ def deployed(fake: ControlPlane, deployed_state: dict) -> ControlPlane:
 def make_engine(fake: ControlPlane, artifact: Artifact) -> MakeEngine:
     """`make_engine(env="dev", api_url="", deadline=1.0, operation_deadline=5.0, …)`."""
     return lambda env="dev", **options: engine_on(fake.url, artifact, env, **options)
+
+
+@pytest.fixture
+def cli(fake: ControlPlane, tmp_path: Path) -> Callable[..., int]:
+    """gcp_stack's main() on dev, pointed at the fake, writing outputs under tmp_path."""
+    from gcp_stack.__main__ import main
+
+    common = ["--env", "dev", "--api-endpoint", fake.url, "--poll-interval", "0.01"]
+    return lambda command, *extra: main([command, *common, "--outputs-dir", str(tmp_path), *extra])

@@ -5,19 +5,10 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
 from environments import plans
-from gcp_stack.__main__ import main
 
 PROJECT = "skybridge-dev-000000"
 BUCKET = f"{PROJECT}-skybridge-dev-assets"
-
-
-@pytest.fixture
-def cli(fake, tmp_path):
-    common = ["--env", "dev", "--api-endpoint", fake.url, "--poll-interval", "0.01"]
-    return lambda command, *extra: main([command, *common, "--outputs-dir", str(tmp_path), *extra])
 
 
 def test_deploy_ends_with_the_counts_and_each_changes_time(cli, fake, tmp_path, capsys):

@@ -15,13 +15,6 @@ PROJECT = "skybridge-dev-000000"
 BUCKET = f"{PROJECT}-skybridge-dev-assets"
 
 
-@pytest.fixture
-def cli(fake, tmp_path):
-    """main() pointed at the fake, writing outputs under tmp_path."""
-    common = ["--env", "dev", "--api-endpoint", fake.url, "--poll-interval", "0.01"]
-    return lambda command, *extra: main([command, *common, "--outputs-dir", str(tmp_path), *extra])
-
-
 def test_deploy_writes_the_outputs_the_aws_stack_reads(cli, deployed, tmp_path):
     assert cli("deploy", "--auto-approve") == 0
     outputs = json.loads((tmp_path / "dev.json").read_text())

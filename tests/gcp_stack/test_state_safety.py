@@ -3,21 +3,12 @@ regions are left alone unless asked (issue 12's state safety)."""
 
 from __future__ import annotations
 
-import pytest
-
-from gcp_stack.__main__ import main
 from gcp_stack.resources import STACK_LABEL
 from tests.gcp_stack.conftest import engine_on
 from tests.local_stack.test_control_plane import client
 
 PROJECT = "skybridge-dev-000000"
 TOPIC = f"projects/{PROJECT}/topics/skybridge-dev-submissions"
-
-
-@pytest.fixture
-def cli(fake, tmp_path):
-    common = ["--env", "dev", "--api-endpoint", fake.url, "--poll-interval", "0.01"]
-    return lambda command, *extra: main([command, *common, "--outputs-dir", str(tmp_path), *extra])
 
 
 def test_a_label_someone_else_added_survives_our_update(deployed, artifact):

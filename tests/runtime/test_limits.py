@@ -16,7 +16,9 @@ from runtime.api.services import services
 PHOTO = {"type": "photo", "data": {"n": 1}}
 
 
-def test_past_the_limit_a_client_gets_429_with_retry_after(database_url):
+@pytest.fixture
+def client(database_url):
+    """The API behind one trusted proxy hop, 6 submissions per client per minute."""
     app = create_app(
         {
             "database_url": database_url,
@@ -26,7 +28,11 @@ def test_past_the_limit_a_client_gets_429_with_retry_after(database_url):
             "trusted_proxy_hops": 1,
         }
     )
-    client = app.test_client()
+    yield app.test_client()
+    services(app).engine.dispose()
+
+
+def test_past_the_limit_a_client_gets_429_with_retry_after(client):
     one = {"X-Forwarded-For": "198.51.100.7"}
     other = {"X-Forwarded-For": "198.51.100.7, 203.0.113.9"}  # the ALB appended the last
     answers = [client.post("/v1/submissions", json=PHOTO, headers=one) for _ in range(3)]
@@ -38,7 +44,6 @@ def test_past_the_limit_a_client_gets_429_with_retry_after(database_url):
     assert 1 <= int(limited.headers["Retry-After"]) <= 10
     assert client.post("/v1/submissions", json=PHOTO, headers=other).status_code == 202
     assert client.get("/healthz", headers=one).status_code == 200, "only submissions count"
-    services(app).engine.dispose()
 
 
 def test_the_bucket_refills_at_the_rate():
@@ -83,17 +88,7 @@ def test_without_a_trusted_proxy_the_header_is_ignored():
     assert client_address(request_with([]), trusted_hops=1) == "10.0.1.5"
 
 
-def test_spoofed_entries_do_not_escape_the_limit(database_url):
-    app = create_app(
-        {
-            "database_url": database_url,
-            "migrate_on_start": True,
-            "metrics": "none",
-            "submissions_per_minute": 6,
-            "trusted_proxy_hops": 1,
-        }
-    )
-    client = app.test_client()
+def test_spoofed_entries_do_not_escape_the_limit(client):
     codes = [
         client.post(
             "/v1/submissions", json=PHOTO,
@@ -101,5 +96,4 @@ def test_spoofed_entries_do_not_escape_the_limit(database_url):
         ).status_code
         for n in range(4)
     ]  # fmt: skip
-    services(app).engine.dispose()
     assert codes == [202, 429, 429, 429], codes

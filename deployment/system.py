@@ -222,18 +222,6 @@ def _ask(prompt: str) -> str | None:
     return line if line else None  # None: end of input, nobody to answer
 
 
-def gcp_features(tools: Tools) -> set[str]:
-    """Which of gcp_stack's newer options this checkout has (plan files, summaries)."""
-    _, plan_help = tools.run(tools.gcp("plan", "--help"), show=False)
-    _, deploy_help = tools.run(tools.gcp("deploy", "--help"), show=False)
-    found = set()
-    if "--out" in plan_help and "--destroy" in plan_help:
-        found.add("plan-files")
-    if "--summary-out" in deploy_help:
-        found.add("summary")
-    return found
-
-
 # -- the steps -----------------------------------------------------------------------------
 
 
@@ -257,7 +245,6 @@ class System:
     env: environments.Environment
     tools: Tools
     gcp_args: list[str] = field(default_factory=list)  # e.g. --api-endpoint for the fake
-    features: set[str] = field(default_factory=set)
     build: Path = ROOT / "build" / "deploy"
     outputs: Path = ROOT  # where gcp-outputs/ and cdk-outputs/ are (tests: elsewhere)
 
@@ -287,19 +274,10 @@ class System:
     # plans
 
     def gcp_plan(self, destroy: bool = False) -> CloudPlan:
-        args = ["plan", "--detailed-exitcode", *self.gcp_common()]
-        plan_file = None
-        if "plan-files" in self.features:
-            plan_file = self.build / f"gcp-{self.name}{'-destroy' * destroy}.plan"
-            # The approval covers the data too: the destroy plan records that consent.
-            args += ["--out", str(plan_file)] + ["--destroy", "--allow-destroy-data"] * destroy
-        elif destroy:
-            return CloudPlan(
-                "GCP",
-                Counts(),
-                unknown="destroy everything the stack owns (this "
-                "gcp_stack cannot show a destroy plan first)",
-            )
+        plan_file = self.build / f"gcp-{self.name}{'-destroy' * destroy}.plan"
+        args = ["plan", "--detailed-exitcode", *self.gcp_common(), "--out", str(plan_file)]
+        # The approval covers the data too: the destroy plan records that consent.
+        args += ["--destroy", "--allow-destroy-data"] * destroy
         code, output = self.tools.run(self.tools.gcp(*args))
         if code not in (0, 2):
             raise Refused(f"the GCP plan failed (exit {code}, above): fix that, then run it again")
@@ -362,18 +340,12 @@ class System:
         if plan.plan_file is not None:
             args += [str(plan.plan_file)]
         args += self.gcp_common()
-        if plan.plan_file is None:
-            args += ["--auto-approve"]
-            if command == "destroy":
-                args += ["--force"]
-        if "summary" in self.features:
-            summary_file.unlink(missing_ok=True)
-            args += ["--summary-out", str(summary_file)]
+        summary_file.unlink(missing_ok=True)
+        args += ["--summary-out", str(summary_file)]
         started = time.monotonic()
         code, _ = self.tools.run(self.tools.gcp(*args))
         seconds = time.monotonic() - started
-        summary = summary_file if "summary" in self.features else None
-        timed = gcp_timings(self.tools.seen, summary, seconds)
+        timed = gcp_timings(self.tools.seen, summary_file, seconds)
         if code != 0:
             raise Refused(
                 f"gcp_stack {command} failed (exit {code}, above): what it finished "
@@ -384,21 +356,10 @@ class System:
     def uptime_pass(self) -> Applied | None:
         """GCP once more, now that AWS reports the API URL: only the uptime check and what
         depends on it may change."""
-        if "plan-files" in self.features:
-            plan = self.gcp_plan()
-            pending = gcp_pending_keys(plan) or []
-            saved = plan.plan_file.read_text() if plan.plan_file else "{}"
-            allowed = uptime_keys(json.loads(saved).get("changes", []))
-        else:  # an older gcp_stack: the keys from its JSON plan
-            argv = self.tools.gcp("plan", "--json", "--detailed-exitcode", *self.gcp_common())
-            code, output = self.tools.run(argv, show=False)
-            if code not in (0, 2):
-                raise Refused(f"the second GCP plan failed (exit {code}): {output.strip()[-300:]}")
-            document, _ = json.JSONDecoder().raw_decode(output[output.index("{") :])
-            pending = [c["key"] for c in document["changes"] if c["action"] != "no-op"]
-            allowed = uptime_keys(document["changes"])
-            plan = CloudPlan("GCP", Counts(added=len(pending)))
-            self.tools.say(f"GCP again, for the uptime check: {', '.join(pending) or 'no changes'}")
+        plan = self.gcp_plan()
+        changes = saved_changes(plan)
+        pending = [c["key"] for c in changes if c.get("action") not in ("no-op", None)]
+        allowed = uptime_keys(changes)
         others = [key for key in pending if key not in allowed]
         if others:
             raise Refused(
@@ -424,25 +385,21 @@ class System:
             "--outputs-file",
             str(outputs),
         )
-        started = time.monotonic()
-        code, output = self.tools.run(argv)
-        seconds = time.monotonic() - started
-        if code != 0:
-            raise Refused(
-                f"cdk deploy failed (exit {code}, above; CloudFormation rolled the "
-                f"stack back): fix that, then `make deploy ENV={self.name}` again"
-            )
-        return Applied("AWS", cdk_event_timings(output), seconds)
+        return self._aws_apply("deploy", argv, "CloudFormation rolled the stack back")
 
     def aws_destroy(self) -> Applied:
         argv = self.cdk("destroy", "--all", "--force", "--progress", "events")
+        return self._aws_apply("destroy", argv, "GCP is left as it is")
+
+    def _aws_apply(self, command: str, argv: list[str], meanwhile: str) -> Applied:
+        """Run `cdk deploy|destroy`, timed, with each resource's time from its events."""
         started = time.monotonic()
         code, output = self.tools.run(argv)
         seconds = time.monotonic() - started
         if code != 0:
             raise Refused(
-                f"cdk destroy failed (exit {code}, above): GCP is left as it is; fix "
-                f"that, then `make destroy ENV={self.name}` again"
+                f"cdk {command} failed (exit {code}, above; {meanwhile}): fix that, then "
+                f"`make {command} ENV={self.name}` again"
             )
         return Applied("AWS", cdk_event_timings(output), seconds)
 
@@ -506,12 +463,12 @@ def gcp_plan_counts(output: str, plan_file: Path | None) -> Counts:
     return counts
 
 
-def gcp_pending_keys(plan: CloudPlan) -> list[str] | None:
-    """The keys a saved plan changes (None when there is no plan file to read them from)."""
+def saved_changes(plan: CloudPlan) -> list[dict[str, Any]]:
+    """The changes of a saved plan, no-ops included (none without a plan file)."""
     if plan.plan_file is None or not plan.plan_file.is_file():
-        return None
-    changes = json.loads(plan.plan_file.read_text()).get("changes", [])
-    return [c["key"] for c in changes if c.get("action") not in ("no-op", None)]
+        return []
+    changes: list[dict[str, Any]] = json.loads(plan.plan_file.read_text()).get("changes", [])
+    return changes
 
 
 def uptime_keys(changes: Sequence[dict[str, Any]]) -> set[str]:
@@ -531,7 +488,8 @@ SYMBOL_ACTIONS = {"+": "create", "~": "update", "-/+": "replace", "-": "delete"}
 def gcp_timings(
     seen: Sequence[tuple[float, str]], summary_file: Path | None, seconds: float
 ) -> list[Timed]:
-    """Per-resource times from gcp_stack's apply summary. Without one (an older gcp_stack),
+    """Per-resource times from gcp_stack's apply summary. Without one (it stopped before
+    writing it),
     each action from the plan it printed and, as its time, when its `done` line came after
     the plan's (an upper bound: changes run in parallel)."""
     if summary_file is not None and summary_file.is_file():
@@ -657,7 +615,6 @@ def main(argv: list[str] | None = None) -> int:
     try:
         environment = environments.load(args.env)
         system = System(environment, tools, gcp_args=args.gcp_arg, outputs=args.outputs_root)
-        system.features = gcp_features(tools)
         if args.command == "plan":
             return plan(system)
         if args.command == "deploy":

@@ -14,6 +14,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, DisconnectionError, SQLAlchemyError
 from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential
 
+from runtime.db.pool import FairQueuePool
 from runtime.settings import Settings
 
 # The MySQL protocol's CLIENT_MULTI_STATEMENTS capability (pymysql.constants.CLIENT).
@@ -74,6 +75,9 @@ def create_db_engine(settings: Settings) -> Engine:
     if url.get_backend_name() == "sqlite":
         return _sqlite_engine(url)
     options: dict[str, Any] = {
+        # First come, first served (runtime.db.pool): QueuePool lets a greenlet that just
+        # checked in take its connection back ahead of those waiting (p99 400 ms, not 90).
+        "poolclass": FairQueuePool,
         "pool_size": settings.database_pool_size,
         # No overflow: a gevent worker runs many requests at once, and an overflow connection
         # is opened for one request and closed after it (a handshake each, 3x the CPU per

@@ -30,6 +30,18 @@ class DownExtra(Extra):
     accepted_while_down: int
 
 
+@dataclass
+class RateExtra(Extra):
+    # Why 10x is out of reach under gevent, measured in the same rounds: the naive API
+    # under sync workers (a worker held for each 50 ms call, as the goal assumed), and the
+    # ceiling its waiting would set, workers / delay; under gevent a wait costs a greenlet,
+    # so the naive API is bound by its CPU, not by GCP's latency.
+    naive_sync_value: float
+    ratio_vs_naive_sync: float
+    naive_sync_ceiling_per_s: float
+    naive_gevent_waiting_ceiling_per_s: float
+
+
 def bench_decoupling(body: Path, cfg: Settings, logs: Path, tmp: Path) -> Outcome:
     """Our API (outbox + relay) and the naive one, both in front of the same ingest endpoint,
     rounds interleaved: ingest +50 ms (ours, naive), ingest fast (ours); then ingest down."""
@@ -45,6 +57,14 @@ def bench_decoupling(body: Path, cfg: Settings, logs: Path, tmp: Path) -> Outcom
         logs,
         DECOUPLING_WORKERS,
     )
+    naive_sync, naive_sync_url = serve(
+        "naive-sync",
+        "bench.apps:naive_app()",
+        {"BENCH_INGEST_URL": ingest_url + "/"},
+        logs,
+        DECOUPLING_WORKERS,
+        options=("--worker-class", "sync"),
+    )
     relay_env = api_env(database) | {
         "SKYBRIDGE_INGEST_URL": ingest_url + "/",
         "SKYBRIDGE_TOKEN_SOURCE": "none",  # the relay's own settings: production defaults
@@ -52,23 +72,25 @@ def bench_decoupling(body: Path, cfg: Settings, logs: Path, tmp: Path) -> Outcom
     }
     relay = Child("relay", commands.relay_argv(), os.environ | relay_env, logs)
     relay.start()
-    ours_slow, naive_runs, ours_fast = [], [], []
+    ours_slow, naive_runs, naive_sync_runs, ours_fast = [], [], [], []
     try:
-        for url in (api_url, naive_url) if cfg.warmup else ():
+        for url in (api_url, naive_url, naive_sync_url) if cfg.warmup else ():
             load(url + "/v1/submissions", body, cfg, duration=cfg.warmup)
         for _ in range(cfg.repeats):
             delay.write_text("0.05")
             ours_slow.append(load(api_url + "/v1/submissions", body, cfg))
             naive_runs.append(load(naive_url + "/v1/submissions", body, cfg))
+            naive_sync_runs.append(load(naive_sync_url + "/v1/submissions", body, cfg))
             delay.write_text("0")
             ours_fast.append(load(api_url + "/v1/submissions", body, cfg))
         ingest.stop()
         down = load(api_url + "/v1/submissions", body, cfg)
         relay_survived = relay.alive
     finally:
-        for child in (relay, api, naive, ingest):
+        for child in (relay, api, naive, naive_sync, ingest):
             child.stop()
     rate, naive_rate = median(ours_slow, "rate"), median(naive_runs, "rate")
+    naive_sync_rate = median(naive_sync_runs, "rate")
     p99_slow, p99_fast = median(ours_slow, "p99_ms"), median(ours_fast, "p99_ms")
     records = [
         Record(
@@ -80,6 +102,22 @@ def bench_decoupling(body: Path, cfg: Settings, logs: Path, tmp: Path) -> Outcom
             round(rate / naive_rate, 1),
             "≥ 10x",
             rate / naive_rate >= 10,
+            RateExtra(
+                naive_sync_value=round(naive_sync_rate, 1),
+                ratio_vs_naive_sync=round(rate / max(naive_sync_rate, 0.1), 1),
+                naive_sync_ceiling_per_s=round(DECOUPLING_WORKERS / 0.05, 1),
+                naive_gevent_waiting_ceiling_per_s=round(cfg.connections / 0.05, 1),
+            ),
+        ),
+        Record(
+            "decoupling-rate-vs-sync-naive",
+            round(rate),
+            "req/s",
+            "naive API under sync workers (a worker held for each 50 ms call)",
+            round(naive_sync_rate, 1),
+            round(rate / max(naive_sync_rate, 0.1), 1),
+            "information: the baseline the 10x goal assumed",
+            None,
         ),
         Record(
             "decoupling-p99",
@@ -110,4 +148,11 @@ def bench_decoupling(body: Path, cfg: Settings, logs: Path, tmp: Path) -> Outcom
         "naive, ingest +50 ms": naive_runs,
     }
     bars = {label: (median(r, "p50_ms"), median(r, "p99_ms")) for label, r in runs.items()}
-    return Outcome(records, bars=bars)
+    note = (
+        f"decoupling: naive under gevent {naive_rate:.0f} req/s (waiting would cap it at "
+        f"{cfg.connections} connections / 50 ms = {cfg.connections / 0.05:.0f}/s: it is "
+        f"bound by CPU, not by GCP); under sync workers {naive_sync_rate:.0f} req/s (cap "
+        f"{DECOUPLING_WORKERS} workers / 50 ms = {DECOUPLING_WORKERS / 0.05:.0f}/s), "
+        f"ours {rate / max(naive_sync_rate, 0.1):.1f}x that"
+    )
+    return Outcome(records, bars=bars, notes=[note])

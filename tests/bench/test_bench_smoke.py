@@ -22,6 +22,7 @@ EXPECTED = {
     "accept-sqlite-vs-hello-world",
     "relay",
     "decoupling-rate",
+    "decoupling-rate-vs-sync-naive",
     "decoupling-p99",
     "decoupling-down-errors",
     "cold-start-ingest",

@@ -353,6 +353,71 @@ def test_an_alarm_without_a_fault_or_on_a_misspelt_dimension_is_caught(scenario)
     assert len(problems) == 2, problems
 
 
+def test_unconfirmed_age_is_quiet_while_an_outage_backlog_drains_with_receipts_on_time(
+    dev, tmp_path, monkeypatch
+):
+    """After half an hour with GCP away, 300 submissions wait in the outbox; GCP comes back,
+    the relay forwards one a second and each receipt comes 5 s after its forwarding. The
+    UnconfirmedAge alarm (its own threshold, period and evaluation periods, on a simulated
+    clock, no compression) stays quiet throughout the drain, since no receipt is late; and
+    fires once receipts stop for longer than its threshold. (Measured from acceptance, the
+    age was the outage's length during the drain, and the alarm fired.)"""
+    from datetime import UTC, datetime, timedelta
+
+    from runtime import outbox, receipts, submissions
+    from runtime.db import create_db_engine, migrate
+    from runtime.envelope import SubmissionIn
+    from runtime.settings import Settings
+
+    (rule,) = [r for r in definitions.Definitions(dev[1]).aws_rules()
+               if alarm_key(r) == "UnconfirmedAge"]  # fmt: skip
+    clock = [datetime(2026, 1, 1, tzinfo=UTC)]
+    for module in (outbox, submissions):
+        monkeypatch.setattr(module, "utcnow", lambda: clock[0])
+    engine = create_db_engine(Settings(database_url=f"sqlite:///{tmp_path / 'drain.sqlite3'}"))
+    migrate(engine)
+    points: list[Point] = []
+
+    def tick(seconds: float) -> None:
+        """Let `seconds` pass, then sample the relay's gauge (every 10 s at most)."""
+        clock[0] += timedelta(seconds=seconds)
+        with engine.begin() as connection:
+            _, age = receipts.unconfirmed(connection, clock[0])
+        points.append(Point(clock[0].timestamp(), "Skybridge", "UnconfirmedOldestAgeSeconds",
+                            (("Service", "relay"),), age, "Seconds"))  # fmt: skip
+
+    accepted = {}
+    for n in range(300):  # GCP away for 30 minutes: the backlog grows
+        item = submissions.accept(engine, SubmissionIn(type="outage", data={"n": n}), None).row
+        accepted[item["id"]] = {"id": item["id"], "sha256": item["sha256"],
+                                "object_name": f"submissions/{item['id']}.json"}  # fmt: skip
+        if n % 10 == 9:
+            tick(60)
+    drained_from = clock[0].timestamp()
+    in_flight: list[tuple[datetime, str]] = []
+    for second in range(300):  # GCP back: one forwarded a second, confirmed 5 s later
+        (claimed,) = outbox.claim(engine, 1, 60)
+        sid, later = claimed.submission_id, clock[0] + timedelta(hours=1)
+        outbox.settle(engine, [claimed], forwarded={sid: "m"}, failed={}, retry={},
+                      confirm_by={sid: later})  # fmt: skip
+        in_flight.append((clock[0] + timedelta(seconds=5), claimed.submission_id))
+        due = [sid for at, sid in in_flight if at <= clock[0]]
+        in_flight = [(at, sid) for at, sid in in_flight if at > clock[0]]
+        receipts.apply(engine, [receipt_for(accepted[sid]) for sid in due], clock[0])
+        if second % 10 == 9:
+            tick(1)
+        else:
+            clock[0] += timedelta(seconds=1)
+    drained_until = clock[0].timestamp()
+    for _ in range(int(rule.threshold / 10) + 30):  # the last five's receipts never come
+        tick(10)
+    quiet = rule.timeline(points, drained_from, drained_until)
+    assert alarms.ALARM not in [state for _, state in quiet], [p.value for p in points][-70:-40]
+    late = rule.timeline(points, drained_until, clock[0].timestamp())
+    assert late[-1][1] == alarms.ALARM, late
+    engine.dispose()
+
+
 @pytest.mark.mysql
 def test_target_5xx_alarm_fires_while_the_database_is_away(dev, mysql_database_url, tmp_path):
     """The API answers 503 while MySQL is unreachable: the load balancer (its stand-in in

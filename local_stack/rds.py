@@ -161,7 +161,10 @@ class Monitor:
 
     def sample(self) -> dict[str, float]:
         try:
-            self.connection.ping(reconnect=True)
+            try:
+                self.connection.ping()
+            except pymysql.MySQLError:  # the server went away and came back: a new connection
+                self.connection = connect(self.url)
             metrics = {
                 "FreeStorageSpace": float(self.allocated_bytes - used_bytes(self.connection)),
                 "DatabaseConnections": float(connections(self.connection)),

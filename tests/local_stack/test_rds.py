@@ -78,3 +78,25 @@ def test_used_storage_grows_with_the_rows_written_and_connections_count(mysql_ur
         with engine.begin() as connection:
             connection.execute(text("DROP TABLE filler"))
         engine.dispose()
+
+
+@pytest.mark.mysql
+def test_a_dropped_connection_costs_no_data_point(mysql_url):
+    """The server closes the monitor's connection (a restart, a failover): the next
+    period's point comes over a new one, without a deprecated reconnecting ping."""
+    import warnings
+
+    monitor = rds.Monitor(mysql_url, allocated_bytes=20 * 1024**3)
+    try:
+        first = monitor.sample()
+        killer = rds.connect(mysql_url)
+        with killer.cursor() as cursor:
+            cursor.execute(f"KILL {monitor.connection.thread_id()}")
+        killer.close()
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            second = monitor.sample()
+    finally:
+        monitor.close()
+    assert {"FreeStorageSpace", "DatabaseConnections"} <= first.keys() & second.keys()
+    assert 0 < second["FreeStorageSpace"] <= 20 * 1024**3

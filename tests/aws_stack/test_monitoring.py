@@ -558,7 +558,7 @@ def test_unconfirmed_age_is_quiet_while_an_outage_backlog_drains_with_receipts_o
     points: list[Point] = []
 
     def tick(seconds: float) -> None:
-        """Let `seconds` pass, then sample the relay's gauge (every 10 s at most)."""
+        """Let `seconds` pass, then sample the relay's gauge as it does."""
         clock[0] += timedelta(seconds=seconds)
         with engine.begin() as connection:
             _, age = receipts.unconfirmed(connection, clock[0])

@@ -1,6 +1,7 @@
 """The whole system on loopback: the same processes as in the clouds, emulators for the rest.
 
 client → balancer (the ALB's stand-in) → API (gunicorn) → outbox ← relay
+                                              (on MySQL: rds, the instance's metrics)
 Pub/Sub emulator ← ingest (functions-framework) ← relay
        └─push─→ store (functions-framework) → fake-gcs-server
                   └─receipt─→ receipts topic ─pull─→ relay (marks `stored`)
@@ -94,6 +95,11 @@ class Options:
     pubsub: str = "ours"  # or "google": gcloud's emulator (Java), where installed
     prefix: str = "skybridge-local"  # what the GCP stack's prefix would be (Names)
     sample_interval: float = 0.25  # seconds between platform samples (Pub/Sub, health checks)
+    # The RDS instance's stand-in (local_stack.rds, MySQL/MariaDB only): its allocated
+    # storage (the entry point passes the environment's; 20 GiB is dev's) and how often it
+    # writes a data point (RDS: a minute; tests compress it like the alarms' periods).
+    db_allocated_bytes: int = 20 * 1024**3
+    rds_period: float = 60.0
 
 
 class LocalStack:
@@ -122,6 +128,11 @@ class LocalStack:
     def public_url(self) -> str:
         """Where clients send requests: the load balancer's stand-in, as on AWS."""
         return self.url("balancer")
+
+    @property
+    def on_mysql(self) -> bool:
+        """Whether the database is a MySQL/MariaDB server (an RDS instance's stand-in)."""
+        return self.database_url.startswith("mysql")
 
     def endpoints(self) -> dict[str, str]:
         return {
@@ -166,6 +177,8 @@ class LocalStack:
             self._migrate()  # before anything is ready, so before the API takes a request
             waiting.append(self._spawn("relay"))
             waiting.append(self._spawn("probe"))
+            if self.on_mysql:
+                waiting.append(self._spawn("rds"))
             for name, ready in waiting:
                 self.children[name].wait_ready(ready)
                 if name == "pubsub":
@@ -217,6 +230,10 @@ class LocalStack:
         elif name == "probe":
             argv = [sys.executable, "-m", "local_stack.probe", self.url("api"),
                     "--interval", str(self.options.sample_interval)]  # fmt: skip
+        elif name == "rds":
+            argv = [sys.executable, "-m", "local_stack.rds", "--database-url", self.database_url,
+                    "--allocated-bytes", str(self.options.db_allocated_bytes),
+                    "--period", str(self.options.rds_period)]  # fmt: skip
         else:
             raise KeyError(name)
         return Child(name, argv, env, self.logs)
@@ -236,6 +253,7 @@ class LocalStack:
             "balancer": tcp_ready(self.ports["balancer"]),
             "relay": log_ready(child.log_path, '"event": "relay.started"'),
             "probe": log_ready(child.log_path, '"state": "healthy"'),
+            "rds": log_ready(child.log_path, '"event": "rds.started"'),
         }[name]
         self.children[name] = child.spawn()
         return name, ready
@@ -251,7 +269,7 @@ class LocalStack:
 
     # Callers before what they call, so a request in flight can finish: the relay waits on
     # ingest, ingest on Pub/Sub, the push to store on Pub/Sub and store on storage.
-    STOP_WAVES = (("balancer", "probe", "relay", "api"), ("ingest", "store"), ("pubsub",))
+    STOP_WAVES = (("balancer", "probe", "rds", "relay", "api"), ("ingest", "store"), ("pubsub",))
 
     def stop(self) -> None:
         """Stop every process; safe to call twice and after a child died. Each wave is told

@@ -149,6 +149,10 @@ def settle(
                     ),
                     message_id=case(dict(forwarded), value=by_sid),
                     forwarded_at=now,
+                    # A redelivery keeps the first: the unconfirmed age counts from it.
+                    first_forwarded_at=func.coalesce(
+                        submissions.c.first_forwarded_at, literal(now, UTCDateTime())
+                    ),
                     updated_at=now,
                     last_error=None,
                     confirm_due_at=case(due, value=by_sid, else_=None) if due else None,
@@ -197,7 +201,13 @@ def replay(engine: Engine, ids: list[str] | None = None) -> list[str]:
         connection.execute(
             update(submissions)
             .where(submissions.c.id.in_(failed))
-            .values(status="accepted", attempts=0, redeliveries=0, updated_at=now)
+            .values(
+                status="accepted",
+                attempts=0,
+                redeliveries=0,
+                first_forwarded_at=None,  # fixed and sent anew: a new wait for a receipt
+                updated_at=now,
+            )
         )
     return failed
 

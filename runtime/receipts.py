@@ -10,7 +10,7 @@ Reconciliation closes the loop for what GCP dropped (dead letters, lost messages
 submission still `forwarded` when its `confirm_due_at` passes is put back in the outbox,
 and after `max_redeliveries` forwardings without a receipt it becomes `failed`, which
 `relay replay` handles. It stays `forwarded` while it is redelivered, so the unconfirmed
-count and age tell the truth throughout.
+count and age (since its first forwarding) tell the truth throughout.
 """
 
 from __future__ import annotations
@@ -199,19 +199,20 @@ def reconcile(engine: Engine, now: datetime, policy: Policy, limit: int) -> Reco
 
 def unconfirmed(connection: Connection, now: datetime) -> tuple[int, float]:
     """(forwarded submissions without a receipt, capped at UNCONFIRMED_CAP; the age in
-    seconds of the oldest, since AWS accepted it). Two index range scans, never the table."""
-    capped = (
-        select(submissions.c.id)
-        .where(submissions.c.status == FORWARDED)
-        .limit(UNCONFIRMED_CAP)
-        .subquery()
-    )
+    seconds of the oldest, since it was first forwarded). Two index range scans, never the
+    table.
+
+    The age is what UnconfirmedAge alarms on, "no receipt for N s": since acceptance it
+    counted the time a submission waited in the outbox, so a backlog drained after an
+    outage fired the alarm while every receipt came on time. Since the first forwarding,
+    not the latest: reconciliation forwards it again each window, and an age reset by each
+    redelivery would never show that it is forwarded again and again without a receipt."""
+    forwarded = submissions.c.status == FORWARDED
+    capped = select(submissions.c.id).where(forwarded).limit(UNCONFIRMED_CAP).subquery()
     count = connection.scalar(select(func.count()).select_from(capped)) or 0
+    since = submissions.c.first_forwarded_at
     oldest = connection.scalar(
-        select(submissions.c.received_at)
-        .where(submissions.c.status == FORWARDED)
-        .order_by(submissions.c.received_at)
-        .limit(1)
+        select(since).where(forwarded, since.is_not(None)).order_by(since).limit(1)
     )
     age = (now - oldest).total_seconds() if oldest is not None else 0.0
     return int(count), max(age, 0.0)

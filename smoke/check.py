@@ -242,6 +242,20 @@ def follow_statuses(
             time.sleep(0.25)
 
 
+def aws_side(shown: dict[str, Any]) -> str:
+    """What the AWS side says of a submission (its GET body), in one clause: status,
+    attempts, redeliveries and the last error. A row still `accepted` with attempts and an
+    error is a delivery that kept failing; `forwarded` without a receipt is GCP's to
+    explain; no row at all is a loss."""
+    if not shown or "id" not in shown:
+        return f"AWS: {shown.get('status', 'no status read')}"
+    parts = [f"AWS: {shown.get('status')}", f"attempts {shown.get('attempts', 0)}"]
+    if shown.get("redeliveries"):
+        parts.append(f"redeliveries {shown['redeliveries']}")
+    parts.append(f"last error: {shown.get('last_error') or 'none'}")
+    return ", ".join(parts)
+
+
 def compare(report: Report) -> None:
     """Each stored object must hold exactly what was sent, with its checksum verified."""
     for sent in report.sent:
@@ -249,8 +263,11 @@ def compare(report: Report) -> None:
             report.mismatches.append(f"not accepted: HTTP {sent.status} {sent.error}")
             continue
         asset = report.stored.get(sent.object_name)
+        shown = report.statuses.get(sent.id, {})
         if asset is None:
-            report.mismatches.append(f"{sent.id}: no object {sent.object_name}")
+            report.mismatches.append(
+                f"{sent.id}: not stored, no object {sent.object_name} ({aws_side(shown)})"
+            )
             continue
         expected = SubmissionIn.model_validate(sent.body)
         problems = []
@@ -263,9 +280,8 @@ def compare(report: Report) -> None:
             or not asset["checksum_verified"]
         ):
             problems.append("checksum differs or was not verified")
-        shown = report.statuses.get(sent.id, {})
         if shown.get("status") != "stored":
-            problems.append(f"AWS says {shown.get('status', 'nothing')}, not stored")
+            problems.append(f"not confirmed stored ({aws_side(shown)})")
         elif shown.get("object_uri", "").rsplit("/", 1)[-1] != sent.object_name.rsplit("/", 1)[-1]:
             problems.append("AWS records another object")
         if problems:

@@ -38,10 +38,12 @@ def answers(url: str) -> bool:
 
 
 class ThrowawayServer:
-    def __init__(self, options: tuple[str, ...] = ()) -> None:
-        """`options`: more server options (the boot test's TLS certificate and key)."""
+    def __init__(self, options: tuple[str, ...] = (), cpus: set[int] | None = None) -> None:
+        """`options`: more server options (the boot test's TLS certificate and key);
+        `cpus`: the only CPUs the server may run on (an instance with that many vCPUs)."""
         self.directory = Path(tempfile.mkdtemp(prefix="skybridge-mysql-"))
         self.options = options
+        self.cpus = cpus
         self.port = free_port()
         self.process: subprocess.Popen | None = None
 
@@ -74,6 +76,8 @@ class ThrowawayServer:
             ],
             stdout=log,
             stderr=log,
+            # Before exec, so every thread the server starts inherits it.
+            preexec_fn=(lambda: os.sched_setaffinity(0, self.cpus)) if self.cpus else None,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -146,7 +146,12 @@ def document(max_body_bytes: int) -> dict[str, Any]:
                     "properties": {
                         "unconfirmed": {"type": "integer", "minimum": 0},
                         "unconfirmed_capped": {"type": "boolean"},
-                        "oldest_unconfirmed_age_seconds": {"type": "number", "minimum": 0},
+                        "oldest_unconfirmed_age_seconds": {
+                            "type": "number",
+                            "minimum": 0,
+                            "description": "Seconds since the oldest unconfirmed submission "
+                            "was first forwarded to GCP (redeliveries keep that time).",
+                        },
                     },
                 },
             },

@@ -91,7 +91,7 @@ submissions = Table(
     Column("message_id", String(128), nullable=True),
     Column("received_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
-    Column("forwarded_at", UTCDateTime, nullable=True),
+    Column("forwarded_at", UTCDateTime, nullable=True),  # the latest forwarding
     # From the receipt (migration 2): where GCP stored it, and when.
     Column("stored_at", UTCDateTime, nullable=True),
     Column("object_uri", String(1300), nullable=True),
@@ -100,9 +100,13 @@ submissions = Table(
     # and how often that happened already.
     Column("confirm_due_at", UTCDateTime, nullable=True),
     Column("redeliveries", Integer, nullable=False, default=0, server_default="0"),
-    # The health check's and the reconciler's queries: both are index range scans.
+    # Since when GCP has been sent it without confirming it (migration 4): the first
+    # forwarding; redeliveries keep it, `relay replay` clears it (runtime.receipts).
+    Column("first_forwarded_at", UTCDateTime, nullable=True),
+    # The health check's, the reconciler's and retention's queries: index range scans.
     Index("ix_submissions_status_due", "status", "confirm_due_at"),
     Index("ix_submissions_status_received", "status", "received_at"),
+    Index("ix_submissions_status_first_forwarded", "status", "first_forwarded_at"),
     mysql_engine="InnoDB",
     mysql_charset="utf8mb4",
 )

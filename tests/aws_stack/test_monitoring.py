@@ -23,8 +23,10 @@ It lives beside the other aws_stack tests to share their one synth per session (
 from __future__ import annotations
 
 import copy
+import os
 import signal
 import subprocess
+import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -48,22 +50,21 @@ pytestmark = pytest.mark.slow
 SCALE = 120.0  # one CloudWatch minute is half a second here
 ENV = environments.load("dev")
 
-# Metrics the local stack produces (the runtime's EMF, the load balancer's stand-in); the
-# other namespaces are AWS's own measurements of EC2 and RDS, which nothing local imitates:
-# their names and dimensions are checked against AWS's documentation instead.
-EMULATED = {"Skybridge", "AWS/ApplicationELB"}
+# Metrics the local stack produces (the runtime's EMF, the load balancer's and the RDS
+# instance's stand-ins); the other namespace is AWS's own measurement of EC2, which nothing
+# local imitates: its names and dimensions are checked against AWS's documentation instead.
+EMULATED = {"Skybridge", "AWS/ApplicationELB", "AWS/RDS"}
 AWS_METRICS = {
     # https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/viewing_metrics_with_cloudwatch.html
     "AWS/EC2": ({"CPUUtilization"}, {"AutoScalingGroupName", "InstanceId", "ImageId",
                                      "InstanceType"}),
-    # https://docs.aws.amazon.com/AmazonRDS/latest/UserGuide/dimensions.html
-    "AWS/RDS": ({"CPUUtilization", "DatabaseConnections", "FreeStorageSpace"},
-                {"DBInstanceIdentifier", "DBClusterIdentifier", "DatabaseClass", "EngineName"}),
 }  # fmt: skip
-# Alarms on those measurements cannot be tripped locally (a full RDS disk, a busy RDS CPU).
-NOT_TRIPPABLE = {"DatabaseStorage", "DatabaseCpu"}
 # Target 5xx need the database away, which needs MySQL behind a proxy: its own test below.
 OWN_SCENARIO = {"HTTPCode_Target_5XX_Count": "Target5xx"}
+# The RDS instance's metrics come from local_stack.rds on a MySQL server of the scenario's
+# own (`database_scenario`); its alarms and the act that trips each.
+DATABASE = "AWS/RDS"
+DATABASE_TRIPPED_BY = {"DatabaseStorage": "database filling", "DatabaseCpu": "database busy"}
 # The reconciliation window of the scenario's relay, and one redelivery before `failed`:
 # a submission without a receipt is forwarded again after 3 s and failed after 3 + 6 s, so
 # its age passes UnconfirmedAge's twice the window (600 s in dev, 5 s at SCALE) on the way.
@@ -77,6 +78,7 @@ class Scenario:
     monitor: Monitor
     defs: definitions.Definitions
     acts: dict[str, Act] = field(default_factory=dict)
+    scale: float = SCALE
 
     def points(self) -> list[Point]:
         return self.monitor.all_points()
@@ -171,6 +173,175 @@ def scenario(dev, tmp_path_factory):
         yield Scenario(stack, monitor, defs, {act.name: act for act in acts})
 
 
+# -- the database (RDS) ---------------------------------------------------------------------
+
+# The instance's allocated storage in the scenario: the storage alarm's threshold plus this
+# much above what the fresh database takes (a 20 GiB volume cannot be filled in a test;
+# the headroom left is what the alarm watches). Normal traffic writes far less; the
+# filling act writes three times as much.
+STORAGE_HEADROOM = 8 * 1024**2
+# Compressed twice as much as the main scenario: the CPU alarm's 5 periods of 5 minutes are
+# 6.25 s, a stretch that a shared machine's other work leaves the server far more often
+# than 12.5 s (the server's CPU share is what the alarm is about; no threshold changes).
+DATABASE_SCALE = 240.0
+FILL_BODY_CHARS = 240_000  # under the API's 256 KiB body limit
+FILL_SUBMISSIONS = 3 * STORAGE_HEADROOM // FILL_BODY_CHARS
+
+
+@dataclass
+class DatabaseScenario:
+    all_points: list[Point]
+    acts: dict[str, Act]
+    host_busy: float  # the machine's CPUs' busy share while the database was busy, in %
+    scale: float = DATABASE_SCALE
+
+    def points(self) -> list[Point]:
+        return self.all_points
+
+
+def host_cpu_ticks() -> tuple[int, int]:
+    """(busy, total) jiffies of all the machine's CPUs so far (proc(5), /proc/stat)."""
+    with open("/proc/stat") as stat:
+        ticks = [int(value) for value in stat.readline().split()[1:9]]
+    return sum(ticks) - ticks[3] - ticks[4], sum(ticks)  # idle and iowait are not busy
+
+
+def database_acts(url: str, cpus: int, host: dict[str, tuple[int, int]]) -> list[Act]:
+    """`host`: the machine's CPU ticks when the busy act starts and ends, to tell a machine
+    too loaded for the server to get its CPU from a CPU metric that is wrong."""
+    from local_stack import rds
+
+    burning = threading.Event()
+    burners: list[threading.Thread] = []
+
+    def fill(stack: LocalStack) -> None:
+        """Large submissions through the API, as a flood of uploads would: the tables'
+        files grow past the headroom."""
+        bodies = [{"type": "database.filling",
+                   "data": {"blob": uuid.uuid4().hex * (FILL_BODY_CHARS // 32)}}
+                  for _ in range(FILL_SUBMISSIONS)]  # fmt: skip
+        sent = check.post_all(stack.public_url, bodies, concurrency=4)
+        assert {s.status for s in sent} == {202}, {s.status for s in sent}
+
+    def burn() -> None:
+        connection = rds.connect(url)
+        with connection.cursor() as cursor:
+            while burning.is_set():  # short queries, so the act ends when it should
+                cursor.execute("SELECT BENCHMARK(2000000, SHA2('skybridge', 256))")
+        connection.close()
+
+    def busy(stack: LocalStack) -> None:
+        """Queries that keep the server's CPU busy (runaway reports, say): four per vCPU,
+        so the server's threads hold their CPU against the stack's own processes."""
+        host["busy"] = host_cpu_ticks()
+        burning.set()
+        burners[:] = [threading.Thread(target=burn, daemon=True) for _ in range(4 * cpus)]
+        for burner in burners:
+            burner.start()
+
+    def calm(stack: LocalStack) -> None:
+        host["calm"] = host_cpu_ticks()
+        burning.clear()
+        for burner in burners:
+            burner.join(timeout=30)
+
+    return [
+        Act("normal traffic", "submissions flow; the database has room and idles", seconds=8),
+        Act("database filling", "large submissions fill the instance's storage", fill,
+            seconds=6),
+        # The CPU alarm wants 5 periods of 5 minutes (6.25 s here) at 90 % or more: three
+        # times that, so a moment of a shared machine's other work does not decide it.
+        Act("database busy", "queries keep the instance's CPU busy", busy, seconds=19,
+            end=calm),
+    ]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def database_scenario(dev, tmp_path_factory):
+    """The stack on a MySQL/MariaDB server of its own (an RDS instance's CPU and
+    connections are its whole server's, so not a shared one) pinned to one CPU (an
+    instance with one vCPU: on a 2-core machine that also runs the stack, a 2-vCPU
+    instance's CPU could not be kept busy), with local_stack.rds writing the instance's
+    metrics once a compressed minute. Without a server: CI fails, elsewhere it skips."""
+    from local_stack import rds
+    from runtime.db import create_db_engine, migrate
+    from runtime.settings import Settings
+    from tests.mysql_server import ThrowawayServer
+
+    (storage,) = [r for r in definitions.Definitions(dev[1]).aws_rules()
+                  if alarm_key(r) == "DatabaseStorage"]  # fmt: skip
+    cpu = max(os.sched_getaffinity(0))
+    try:
+        server = ThrowawayServer(cpus={cpu}).start()
+    except (RuntimeError, OSError, subprocess.SubprocessError) as error:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"the RDS scenario needs a MySQL/MariaDB server: {error}")
+        pytest.skip(f"no MySQL/MariaDB server for the RDS scenario: {error}")
+    try:
+        connection = rds.connect(server.url)
+        with connection.cursor() as cursor:
+            cursor.execute("CREATE DATABASE skybridge CHARACTER SET utf8mb4")
+        connection.close()
+        url = server.url + "skybridge"
+        engine = create_db_engine(Settings(database_url=url))
+        migrate(engine)
+        engine.dispose()
+        connection = rds.connect(url)
+        used = rds.used_bytes(connection)
+        connection.close()
+        options = Options(
+            workdir=tmp_path_factory.mktemp("database"),
+            prefix=ENV.prefix,
+            database_url=url,
+            db_allocated_bytes=int(storage.threshold) + used + STORAGE_HEADROOM,
+            rds_period=60 / DATABASE_SCALE,
+        )
+        with LocalStack(options) as stack:
+            monitor = Monitor(Signals(stack.logs, service_prefix=ENV.prefix), interval=0.1)
+            monitor.start()
+            traffic = Traffic(stack.public_url, rate=10).start()
+            host: dict[str, tuple[int, int]] = {}
+            acts = database_acts(url, cpus=1, host=host)
+            try:
+                run_acts(stack, acts)
+            finally:
+                traffic.stop()
+                monitor.stop()
+        (busy, total), (busy_after, total_after) = host["busy"], host["calm"]
+        host_busy = 100 * (busy_after - busy) / max(1, total_after - total)
+        yield DatabaseScenario(monitor.all_points(), {a.name: a for a in acts}, host_busy)
+    finally:
+        server.stop()
+
+
+@pytest.mark.mysql
+def test_every_rds_metric_is_emitted_with_its_exact_name_unit_and_dimensions(
+    dev, database_scenario
+):
+    defs = definitions.Definitions(dev[1])
+    metrics = [m for m in defs.cloudwatch_metrics() if m.namespace == DATABASE]
+    assert {m.name for m in metrics} == {"FreeStorageSpace", "CPUUtilization",
+                                         "DatabaseConnections"}  # fmt: skip
+    assert {m.used_by.split()[0] for m in metrics} == {"alarm", "dashboard"}
+    assert unproduced_cloudwatch(metrics, database_scenario.points()) == []
+    units = {(p.name, p.unit) for p in database_scenario.points() if p.namespace == DATABASE}
+    assert units == {("FreeStorageSpace", "Bytes"), ("CPUUtilization", "Percent"),
+                     ("DatabaseConnections", "Count")}  # fmt: skip
+
+
+@pytest.mark.mysql
+def test_the_database_alarms_fire_in_their_fault_and_are_quiet_in_normal_traffic(
+    dev, database_scenario
+):
+    rules = [r for r in definitions.Definitions(dev[1]).aws_rules()
+             if r.metric.startswith(f"{DATABASE}/")]  # fmt: skip
+    assert {alarm_key(r) for r in rules} == DATABASE_TRIPPED_BY.keys()
+    problems = firing_problems(database_scenario, rules, DATABASE_TRIPPED_BY, frozenset())
+    # The server had one CPU of this machine's; the rest of the stack and whatever else
+    # runs here had the others, and competed for its one.
+    assert problems == [], f"the machine was {database_scenario.host_busy:.0f} % busy meanwhile"
+
+
 # -- the metric contract ------------------------------------------------------------------
 
 
@@ -199,7 +370,7 @@ def unproduced_cloudwatch(metrics, points: list[Point]) -> list[str]:
 def test_every_cloudwatch_metric_is_emitted_with_its_exact_dimensions(scenario):
     metrics = scenario.defs.cloudwatch_metrics()
     assert {m.used_by.split()[0] for m in metrics} == {"alarm", "dashboard"}
-    here = [m for m in metrics if m.name not in OWN_SCENARIO]
+    here = [m for m in metrics if m.name not in OWN_SCENARIO and m.namespace != DATABASE]
     assert unproduced_cloudwatch(here, scenario.points()) == []
 
 
@@ -210,7 +381,8 @@ def test_contract_catches_a_misspelt_dimension(scenario):
     alarm["Dimensions"][0]["Name"] = "Servce"
     metrics = definitions.Definitions(template).cloudwatch_metrics()
     problems = unproduced_cloudwatch(
-        [m for m in metrics if m.name not in OWN_SCENARIO], scenario.points()
+        [m for m in metrics if m.name not in OWN_SCENARIO and m.namespace != DATABASE],
+        scenario.points(),
     )
     assert len(problems) == 1 and "Servce" in problems[0]
 
@@ -301,29 +473,36 @@ TRIPPED_BY = {
 def alarm_key(rule: alarms.Rule) -> str:
     if rule.cloud == "gcp":
         return rule.name
-    known = TRIPPED_BY.keys() | NOT_TRIPPABLE | set(OWN_SCENARIO.values())
+    known = TRIPPED_BY.keys() | DATABASE_TRIPPED_BY.keys() | set(OWN_SCENARIO.values())
     return next((k for k in known if rule.name.startswith(f"Monitoring{k}")), rule.name)
 
 
-def states(scenario: Scenario, rule: alarms.Rule, act: Act) -> list[str]:
-    return [state for _, state in rule.timeline(scenario.points(), act.started, act.ended, SCALE)]
+def states(scenario: Scenario | DatabaseScenario, rule: alarms.Rule, act: Act) -> list[str]:
+    points, scale = scenario.points(), scenario.scale
+    return [state for _, state in rule.timeline(points, act.started, act.ended, scale)]
 
 
-def firing_problems(scenario: Scenario, rules: list[alarms.Rule]) -> list[str]:
+def firing_problems(
+    scenario: Scenario | DatabaseScenario,
+    rules: list[alarms.Rule],
+    tripped_by: dict[str, str] = TRIPPED_BY,
+    elsewhere: frozenset[str] = frozenset({*OWN_SCENARIO.values(), *DATABASE_TRIPPED_BY}),
+) -> list[str]:
     """Why each rule is not proven: no fault for it, fires in normal traffic, or never
-    fires in its fault (with the data it saw)."""
+    fires in its fault (with the data it saw). `elsewhere`: the alarms another scenario
+    proves."""
     problems = []
     normal = scenario.acts["normal traffic"]
     for rule in rules:
         name = alarm_key(rule)
-        if name in NOT_TRIPPABLE or name in OWN_SCENARIO.values():
+        if name in elsewhere:
             continue
-        if name not in TRIPPED_BY:
+        if name not in tripped_by:
             problems.append(f"{rule.cloud} {rule.name}: no fault scenario trips it")
             continue
         if alarms.ALARM in states(scenario, rule, normal):
             problems.append(f"{name} fires in normal traffic")
-        act = scenario.acts[TRIPPED_BY[name]]
+        act = scenario.acts[tripped_by[name]]
         fault = states(scenario, rule, act)
         if alarms.ALARM not in fault:
             seen = [round(p.value, 1) for p in scenario.points()
@@ -351,6 +530,72 @@ def test_an_alarm_without_a_fault_or_on_a_misspelt_dimension_is_caught(scenario)
     assert any(p.startswith("aws MonitoringBrandNewAlarm: no fault") for p in problems)
     assert any(p.startswith("OutboxAge never fired") for p in problems)
     assert len(problems) == 2, problems
+
+
+def test_unconfirmed_age_is_quiet_while_an_outage_backlog_drains_with_receipts_on_time(
+    dev, tmp_path, monkeypatch
+):
+    """After half an hour with GCP away, 300 submissions wait in the outbox; GCP comes back,
+    the relay forwards one a second and each receipt comes 5 s after its forwarding. The
+    UnconfirmedAge alarm (its own threshold, period and evaluation periods, on a simulated
+    clock, no compression) stays quiet throughout the drain, since no receipt is late; and
+    fires once receipts stop for longer than its threshold. (Measured from acceptance, the
+    age was the outage's length during the drain, and the alarm fired.)"""
+    from datetime import UTC, datetime, timedelta
+
+    from runtime import outbox, receipts, submissions
+    from runtime.db import create_db_engine, migrate
+    from runtime.envelope import SubmissionIn
+    from runtime.settings import Settings
+
+    (rule,) = [r for r in definitions.Definitions(dev[1]).aws_rules()
+               if alarm_key(r) == "UnconfirmedAge"]  # fmt: skip
+    clock = [datetime(2026, 1, 1, tzinfo=UTC)]
+    for module in (outbox, submissions):
+        monkeypatch.setattr(module, "utcnow", lambda: clock[0])
+    engine = create_db_engine(Settings(database_url=f"sqlite:///{tmp_path / 'drain.sqlite3'}"))
+    migrate(engine)
+    points: list[Point] = []
+
+    def tick(seconds: float) -> None:
+        """Let `seconds` pass, then sample the relay's gauge as it does."""
+        clock[0] += timedelta(seconds=seconds)
+        with engine.begin() as connection:
+            _, age = receipts.unconfirmed(connection, clock[0])
+        points.append(Point(clock[0].timestamp(), "Skybridge", "UnconfirmedOldestAgeSeconds",
+                            (("Service", "relay"),), age, "Seconds"))  # fmt: skip
+
+    accepted = {}
+    for n in range(300):  # GCP away for 30 minutes: the backlog grows
+        item = submissions.accept(engine, SubmissionIn(type="outage", data={"n": n}), None).row
+        accepted[item["id"]] = {"id": item["id"], "sha256": item["sha256"],
+                                "object_name": f"submissions/{item['id']}.json"}  # fmt: skip
+        if n % 10 == 9:
+            tick(60)
+    drained_from = clock[0].timestamp()
+    in_flight: list[tuple[datetime, str]] = []
+    for second in range(300):  # GCP back: one forwarded a second, confirmed 5 s later
+        (claimed,) = outbox.claim(engine, 1, 60)
+        sid, later = claimed.submission_id, clock[0] + timedelta(hours=1)
+        outbox.settle(engine, [claimed], forwarded={sid: "m"}, failed={}, retry={},
+                      confirm_by={sid: later})  # fmt: skip
+        in_flight.append((clock[0] + timedelta(seconds=5), claimed.submission_id))
+        due = [sid for at, sid in in_flight if at <= clock[0]]
+        in_flight = [(at, sid) for at, sid in in_flight if at > clock[0]]
+        receipts.apply(engine, [receipt_for(accepted[sid]) for sid in due], clock[0])
+        if second % 10 == 9:
+            tick(1)
+        else:
+            clock[0] += timedelta(seconds=1)
+    drained_until = clock[0].timestamp()
+    for _ in range(int(rule.threshold / 10) + 30):  # the last five's receipts never come
+        tick(10)
+    quiet = rule.timeline(points, drained_from, drained_until)
+    during = [round(p.value) for p in points if drained_from <= p.time <= drained_until]
+    assert alarms.ALARM not in [state for _, state in quiet], during
+    late = rule.timeline(points, drained_until, clock[0].timestamp())
+    assert late[-1][1] == alarms.ALARM, late
+    engine.dispose()
 
 
 @pytest.mark.mysql

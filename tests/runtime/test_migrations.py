@@ -137,7 +137,7 @@ def test_migration_3_keeps_every_key_a_version_2_database_holds(database_url, mo
         with pytest.raises(IdempotencyConflict):
             accept(engine, SubmissionIn(type="other", data={}), "ORDER-x")
 
-    assert migrate(engine) == [3]
+    assert migrate(engine) == [v for v, _, _ in MIGRATIONS if v > 2]
 
     if mysql:
         assert key_column_type(engine) == "varbinary(255)"
@@ -172,3 +172,122 @@ def test_migration_3_keeps_every_key_a_version_2_database_holds(database_url, mo
             )
         )  # fmt: skip
     engine.dispose()
+
+
+# -- migration 4 on a database created before it -------------------------------------------
+
+
+def at_version_3(database_url: str, monkeypatch):
+    """The schema as the release before migration 4 left it: versions 1 to 3 applied, no
+    first_forwarded_at column and no index on it (v1 now creates both, so they go again)."""
+    from runtime.db import migrations
+
+    engine = create_db_engine(Settings(database_url=database_url))
+    monkeypatch.setattr(migrations, "MIGRATIONS", migrations.MIGRATIONS[:3])
+    assert migrations.migrate(engine) == [1, 2, 3]
+    monkeypatch.undo()
+    with engine.begin() as connection:
+        on = " ON submissions" if engine.dialect.name in ("mysql", "mariadb") else ""
+        connection.execute(text(f"DROP INDEX {migrations.UNCONFIRMED_SINCE_INDEX}{on}"))
+        connection.execute(text("ALTER TABLE submissions DROP COLUMN first_forwarded_at"))
+    assert "first_forwarded_at" not in {
+        c["name"] for c in inspect(engine).get_columns("submissions")
+    }
+    return engine
+
+
+def test_migration_4_adds_first_forwarded_at_to_a_version_3_database(database_url, monkeypatch):
+    """A v3 table gains the column and its index; what it had forwarded counts as first
+    forwarded at its latest forwarding, the rest as never forwarded."""
+    from datetime import timedelta
+
+    from runtime import receipts
+    from runtime.db import submissions
+    from runtime.db.migrations import UNCONFIRMED_SINCE_INDEX
+
+    engine = at_version_3(database_url, monkeypatch)
+    now = datetime.now(UTC).replace(microsecond=0)
+    rows = {"01ARZ3NDEKTSV4RRFFQ69G5FA1": ("forwarded", now - timedelta(seconds=40)),
+            "01ARZ3NDEKTSV4RRFFQ69G5FA2": ("accepted", None),
+            "01ARZ3NDEKTSV4RRFFQ69G5FA3": ("stored", now - timedelta(seconds=90))}  # fmt: skip
+    with engine.begin() as connection:
+        for sid, (status, forwarded_at) in rows.items():
+            connection.execute(
+                text(
+                    "INSERT INTO submissions (id, schema_version, type, body, sha256, status,"
+                    " attempts, received_at, updated_at, forwarded_at, redeliveries)"
+                    " VALUES (:id, '1', 't', '{}', :sha, :status, 1, :at, :at, :fwd, 0)"
+                ),
+                {"id": sid, "sha": "0" * 64, "status": status, "at": now.replace(tzinfo=None),
+                 "fwd": forwarded_at and forwarded_at.replace(tzinfo=None)},
+            )  # fmt: skip
+
+    assert migrate(engine) == [4]
+
+    assert UNCONFIRMED_SINCE_INDEX in {
+        i["name"] for i in inspect(engine).get_indexes("submissions")
+    }
+    with engine.connect() as connection:
+        query = select(submissions.c.id, submissions.c.first_forwarded_at)
+        first = {row.id: row.first_forwarded_at for row in connection.execute(query)}
+        assert first == {
+            "01ARZ3NDEKTSV4RRFFQ69G5FA1": now - timedelta(seconds=40),
+            "01ARZ3NDEKTSV4RRFFQ69G5FA2": None,
+            "01ARZ3NDEKTSV4RRFFQ69G5FA3": None,  # confirmed: nothing to wait for
+        }
+        count, age = receipts.unconfirmed(connection, now)
+    assert (count, age) == (1, 40.0)
+    engine.dispose()
+
+
+def unconfirmed_age_plan(engine) -> str:
+    """The database's plan for the oldest-unconfirmed query, as one line of text."""
+    from runtime import receipts
+
+    captured: list[str] = []
+
+    def capture(connection, cursor, statement, parameters, context, executemany):
+        if "first_forwarded_at" in statement and "ORDER BY" in statement:
+            captured.append(statement)
+
+    event.listen(engine, "before_cursor_execute", capture)
+    with engine.connect() as connection:
+        receipts.unconfirmed(connection, datetime.now(UTC))
+    event.remove(engine, "before_cursor_execute", capture)
+    (statement,) = captured
+    literal = statement.replace("?", "'forwarded'", 1).replace("%(status_1)s", "'forwarded'")
+    literal = literal.replace("?", "1").replace("%(param_1)s", "1")
+    with engine.begin() as connection:
+        if engine.dialect.name == "sqlite":
+            plan = connection.execute(text(f"EXPLAIN QUERY PLAN {literal}")).all()
+            return " | ".join(str(row[-1]) for row in plan)
+        connection.execute(text("ANALYZE TABLE submissions"))
+        (row,) = connection.execute(text(f"EXPLAIN {literal}")).mappings().all()
+        return f"key={row['key']} type={row['type']} extra={row['Extra']}"
+
+
+def test_the_oldest_unconfirmed_is_an_index_range_scan(database_url):
+    """The gauge runs every few seconds on a table of millions: it must read the (status,
+    first_forwarded_at) index from its first entry, not sort the forwarded rows."""
+    from runtime.db import submissions
+
+    engine = create_db_engine(Settings(database_url=database_url))
+    migrate(engine)
+    now = datetime.now(UTC)
+    with engine.begin() as connection:
+        connection.execute(
+            submissions.insert(),
+            [{"id": f"01ARZ3NDEKTSV4RRFFQ69G{n:04d}", "schema_version": "1", "type": "t",
+              "body": "{}", "sha256": "0" * 64, "status": status, "attempts": 1,
+              "received_at": now, "updated_at": now, "forwarded_at": now,
+              "first_forwarded_at": now if status == "forwarded" else None}
+             for n, status in enumerate(["stored"] * 60 + ["forwarded"] * 20 + ["accepted"] * 20)],
+        )  # fmt: skip
+    plan = unconfirmed_age_plan(engine)
+    engine.dispose()
+    if engine.dialect.name == "sqlite":
+        assert "USING COVERING INDEX ix_submissions_status_first_forwarded" in plan, plan
+        assert "TEMP B-TREE" not in plan, plan
+    else:
+        assert "key=ix_submissions_status_first_forwarded type=range" in plan, plan
+        assert "filesort" not in plan, plan

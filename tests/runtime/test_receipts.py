@@ -166,6 +166,35 @@ def test_readyz_reports_unconfirmed_count_and_oldest_age(client, engine):
     assert age >= 100
 
 
+def test_the_unconfirmed_age_counts_from_the_first_forwarding(client, engine, monkeypatch):
+    """Not from acceptance (time in the outbox is not time without a receipt), and not from
+    the latest forwarding (each redelivery would hide that none was confirmed); a replayed
+    submission waits anew."""
+    start = datetime.now(UTC)
+    clock = [start]
+    monkeypatch.setattr(outbox, "utcnow", lambda: clock[0])
+
+    def age_at(seconds: float) -> float:
+        with engine.begin() as connection:
+            return receipts.unconfirmed(connection, start + timedelta(seconds=seconds))[1]
+
+    (item,) = accept(client)
+    clock[0] = start + timedelta(seconds=100)  # it waited 100 s in the outbox
+    forward_all(engine, confirm_in=timedelta(seconds=-1))
+    assert age_at(130) == pytest.approx(30, abs=0.01)
+    assert receipts.reconcile(engine, clock[0], POLICY, 10).redelivered == [item["id"]]
+    clock[0] = start + timedelta(seconds=160)  # forwarded again, still no receipt
+    forward_all(engine, confirm_in=timedelta(seconds=-1))
+    assert age_at(200) == pytest.approx(100, abs=0.01)
+    receipts.reconcile(engine, clock[0], POLICY, 10)
+    forward_all(engine, confirm_in=timedelta(seconds=-1))
+    assert receipts.reconcile(engine, clock[0], POLICY, 10).failed == [item["id"]]
+    assert outbox.replay(engine) == [item["id"]]
+    clock[0] = start + timedelta(seconds=400)
+    forward_all(engine)
+    assert age_at(410) == pytest.approx(10, abs=0.01)
+
+
 def test_migration_2_adds_the_receipt_columns_to_a_version_1_database(database_url):
     """A database created before receipts existed gains the columns, and what it had
     forwarded becomes due for confirmation."""

@@ -8,7 +8,8 @@ from typing import Any
 from sqlalchemy import Connection, Engine, select
 from sqlalchemy.exc import IntegrityError
 
-from runtime.db import insert_rows, outbox, submissions, utcnow
+from runtime.db import outbox, submissions, utcnow
+from runtime.db.group_commit import group_commit
 from runtime.envelope import SubmissionIn, object_name, sha256_hex, wire_time
 from runtime.ids import new_id
 from runtime.jsondoc import MAX_DOCUMENT_BYTES
@@ -91,6 +92,12 @@ def accept(
             raise
         return _replay(existing, idempotency_key, digest)
     return Accepted(row=row, replayed=False)
+
+
+def insert_rows(engine: Engine, rows: list[tuple[Any, dict[str, Any]]]) -> None:
+    """The accept's two rows, committed in a transaction it may share with concurrent
+    accepts of this process (runtime.db.group_commit)."""
+    group_commit(engine).insert(rows)
 
 
 def _by_key(engine: Engine, key: str) -> dict[str, Any] | None:

@@ -7,6 +7,8 @@ Production is MySQL 8.4 (RDS) through pymysql; local runs use an embedded SQLite
 * `migrations` — versioned, append-only migrations and `migrate`.
 * `engine`     — `create_db_engine`: pool settings, SQLite pragmas, the RDS secret.
 * `inserts`    — `insert_rows`, the API's accept path straight on the driver.
+* `group_commit` — concurrent accepts of a process in one transaction (`insert_batch`).
+* `pool`       — `FairQueuePool`: waiters served in turn.
 
 What the outbox rows mean and every query over them live in `runtime.outbox`.
 """

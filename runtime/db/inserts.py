@@ -48,14 +48,23 @@ def insert_rows(engine: Engine, rows: list[tuple[Table, dict[str, Any]]]) -> Non
     the COMMIT go in one round trip. Parameters are processed before the transaction
     starts, so SQLite's write lock is held only for the statements themselves.
     """
+    insert_batch(engine, [rows])
+
+
+def insert_batch(engine: Engine, batch: list[list[tuple[Table, dict[str, Any]]]]) -> None:
+    """Several callers' rows in one transaction (runtime.db.group_commit): one multi-row
+    INSERT per table and set of columns, in the order they first appear, then the COMMIT;
+    otherwise exactly what insert_rows does (insert_rows is a batch of one)."""
     dialect = engine.dialect
-    statements = []
-    for table, values in rows:
-        key = (id(dialect), table.name, *values)
-        prepared = _prepared.get(key)
-        if prepared is None:
-            prepared = _prepared[key] = _PreparedInsert(table, tuple(values), dialect)
-        statements.append((prepared.sql, prepared.params(values)))
+    groups: dict[tuple[Any, ...], tuple[_PreparedInsert, list[Any]]] = {}
+    for rows in batch:
+        for table, values in rows:
+            key = (id(dialect), table.name, *values)
+            prepared = _prepared.get(key)
+            if prepared is None:
+                prepared = _prepared[key] = _PreparedInsert(table, tuple(values), dialect)
+            groups.setdefault(key, (prepared, []))[1].append(prepared.params(values))
+    statements = [(prepared.sql, params) for prepared, params in groups.values()]
     try:
         connection = engine.raw_connection()
     except dialect.loaded_dbapi.Error as error:  # the pool hands out the driver's error
@@ -68,7 +77,7 @@ def insert_rows(engine: Engine, rows: list[tuple[Table, dict[str, Any]]]) -> Non
         if dialect.name == "sqlite":
             # What the engine's "begin" hook does for Core transactions (see _sqlite_engine).
             cursor.execute("BEGIN IMMEDIATE")
-        if len(statements) > 1 and _batchable(connection.dbapi_connection):
+        if _batchable(connection.dbapi_connection):
             # One round trip instead of one per statement plus the COMMIT's: the server runs
             # them in order and stops at the first error (nothing after it runs, so no
             # COMMIT). Every result is read before returning, the COMMIT's included: a 202
@@ -76,14 +85,18 @@ def insert_rows(engine: Engine, rows: list[tuple[Table, dict[str, Any]]]) -> Non
             # opens the transaction.) pymysql binds values on the client, by `mogrify`,
             # also when it runs one statement: the batch holds the same SQL text.
             bound = connection.dbapi_connection
-            sql = ";".join(_mogrify(bound, sql, params) for sql, params in statements)
+            sql = ";".join(_multi_row(bound, sql, rows) for sql, rows in statements)
             sql, params = sql + ";COMMIT", None
             cursor.execute(sql)
             while cursor.nextset():
                 pass
         else:
-            for sql, params in statements:
-                cursor.execute(sql, params)
+            for sql, rows in statements:
+                params = rows
+                if len(rows) == 1:
+                    cursor.execute(sql, rows[0])
+                else:
+                    cursor.executemany(sql, rows)
             sql, params = "COMMIT", None
             connection.commit()
     except dialect.loaded_dbapi.Error as error:
@@ -139,6 +152,13 @@ def _mogrify(dbapi_connection: Any, sql: str, params: Any) -> str:
     if isinstance(params, dict):
         return sql % {key: literal(value) for key, value in params.items()}
     return sql % tuple(literal(value) for value in params)
+
+
+def _multi_row(dbapi_connection: Any, sql: str, rows: list[Any]) -> str:
+    """`INSERT INTO t (a, b) VALUES (1, 2), (3, 4)`: the compiled single-row INSERT with
+    its VALUES tuple bound once per row (one row: the statement pymysql would send)."""
+    head, values = sql.split(" VALUES ", 1)
+    return f"{head} VALUES " + ", ".join(_mogrify(dbapi_connection, values, row) for row in rows)
 
 
 def _batchable(dbapi_connection: Any) -> bool:

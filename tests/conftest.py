@@ -59,6 +59,18 @@ def database_url(request, tmp_path: Path) -> Iterator[str]:
 
 
 @pytest.fixture
+def migrated_engine(database_url: str):
+    """An engine on `database_url` (both backends) with every migration applied."""
+    from runtime.db import create_db_engine, migrate
+    from runtime.settings import Settings
+
+    engine = create_db_engine(Settings(database_url=database_url))
+    migrate(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
 def mysql_url(mysql_database_url: str) -> Iterator[str]:
     """MySQL/MariaDB only, on empty tables (for behaviour SQLite does not have)."""
     yield mysql_database_url

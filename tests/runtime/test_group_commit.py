@@ -11,20 +11,16 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 
-from runtime.db import create_db_engine, group_commit, inserts, migrate, outbox, submissions
+from runtime.db import group_commit, inserts, outbox, submissions
 from runtime.envelope import SubmissionIn
-from runtime.settings import Settings
 from runtime.submissions import accept
 
 FOLLOWERS = 12
 
 
 @pytest.fixture
-def engine(database_url):
-    engine = create_db_engine(Settings(database_url=database_url))
-    migrate(engine)
-    yield engine
-    engine.dispose()
+def engine(migrated_engine):
+    return migrated_engine
 
 
 class HeldFirstBatch:

@@ -54,11 +54,8 @@ def ingest():
 
 
 @pytest.fixture
-def db(database_url):
-    engine = create_db_engine(Settings(database_url=database_url))
-    migrate(engine)
-    yield engine
-    engine.dispose()
+def db(migrated_engine):
+    return migrated_engine
 
 
 def submit(engine, n: int) -> list[str]:

@@ -25,11 +25,8 @@ POLICY = retention.Policy(stored_days=30, failed_days=7)
 
 
 @pytest.fixture
-def engine(database_url):
-    engine = create_db_engine(Settings(database_url=database_url))
-    migrate(engine)
-    yield engine
-    engine.dispose()
+def engine(migrated_engine):
+    return migrated_engine
 
 
 def add(engine, status: str, *, age: timedelta, changed: timedelta | None = None,

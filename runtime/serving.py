@@ -26,17 +26,20 @@ from datetime import datetime
 from typing import Any
 
 import gevent
+from gunicorn import util
 from gunicorn.glogging import Logger
+from gunicorn.http import wsgi
 from gunicorn.workers.ggevent import GeventWorker
 
 from runtime.api.problems import PROBLEM_TYPE, TYPE_BASE
-from runtime.observability import JsonFormatter
+from runtime.observability import JsonFormatter, lean_log_records
 from runtime.settings import SettingsError, get_settings
 
 
 class JsonLogger(Logger):
     def setup(self, cfg: Any) -> None:
         super().setup(cfg)
+        lean_log_records()
         for log in (self.error_log, self.access_log):
             for handler in log.handlers:
                 handler.setFormatter(JsonFormatter())
@@ -97,10 +100,58 @@ class _WaitingForHeaders:
         return error is self.timeout
 
 
+class OneSendResponse(wsgi.Response):
+    """gunicorn's HTTP/1 response, sending the header block together with the first body
+    bytes: one `sendall` (one system call, one TCP segment) for a 202 instead of two.
+
+    gunicorn sends the header block as soon as the body starts and then each body chunk;
+    under gevent each send is a trip through its socket layer. In a profile of the accept
+    path (4 workers, 32 connections, MySQL) `sendall` was 16 % of the workers' CPU, the
+    header block about half of it. Chunked bodies, files and bodyless answers go out as
+    gunicorn sends them, after the headers held back.
+    """
+
+    _pending = b""
+
+    def send_headers(self) -> None:
+        if self.headers_sent:  # type: ignore[has-type]
+            return
+        tosend = self.default_headers()
+        tosend.extend([f"{name}: {value}\r\n" for name, value in self.headers])
+        self._pending = ("{}\r\n".format("".join(tosend))).encode("latin-1")
+        self.headers_sent = True
+
+    def flush_headers(self) -> None:
+        if self._pending:
+            pending, self._pending = self._pending, b""
+            util.write(self.sock, pending)
+
+    def _emit_body(self, data: bytes) -> None:
+        if self._pending and not self.chunked:
+            pending, self._pending = self._pending, b""
+            util.write(self.sock, pending + data)
+            return
+        self.flush_headers()
+        super()._emit_body(data)
+
+    def sendfile(self, respiter: Any) -> Any:
+        self.send_headers()
+        self.flush_headers()
+        return super().sendfile(respiter)
+
+    def close(self) -> None:
+        self.send_headers()
+        self.flush_headers()  # an empty body, HEAD, 204 or 304: the headers alone
+        super().close()
+
+
 class ApiWorker(GeventWorker):
     """gunicorn's gevent worker with a deadline on the body and a prompt graceful stop."""
 
     def init_process(self) -> None:
+        # This worker process's HTTP/1 responses: gunicorn.http.wsgi.create builds them
+        # from the module's Response (HTTP/2 passes a class of its own).
+        wsgi.Response = OneSendResponse
         settings = get_settings()
         self.body_seconds = settings.request_body_seconds
         self.body_limit = settings.max_body_bytes

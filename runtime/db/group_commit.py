@@ -104,10 +104,7 @@ class GroupCommit:
     def _write(self, batch: list[_Entry]) -> None:
         try:
             try:
-                if len(batch) == 1:
-                    insert_rows(self.engine, batch[0].rows)
-                else:
-                    insert_batch(self.engine, [written.rows for written in batch])
+                insert_batch(self.engine, [written.rows for written in batch])
             except IntegrityError:
                 if len(batch) == 1:
                     raise

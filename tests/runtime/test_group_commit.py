@@ -124,7 +124,10 @@ def test_one_duplicate_key_in_a_batch_fails_alone_and_replays(engine, monkeypatc
 
 def test_a_failed_batch_fails_every_request_in_it_and_commits_none(engine, monkeypatch):
     def database_gone(engine, batch):
-        inserts.insert_batch(engine, batch)  # written, but the COMMIT's answer is lost ...
+        inserts.insert_batch(engine, batch)
+        if len(batch) == 1:
+            return  # the first request's batch of one, written before the database went
+        # The batch after it: written, but the COMMIT's answer is lost ...
         raise OperationalError("COMMIT", {}, Exception("server has gone away"))
 
     committer = group_commit.group_commit(engine)

@@ -49,8 +49,8 @@ class JsonFormatter(logging.Formatter):
 
 def lean_log_records() -> None:
     """Stop gathering, for every record, what our JSON lines never show (JsonFormatter
-    writes no field of a standard LogRecord but these four): the caller's frame (a stack
-    walk per call), thread, process and multiprocessing names. The logging HOWTO's
+    writes none of these): the caller's frame (a stack walk per call), thread, process
+    and multiprocessing names. The logging HOWTO's
     "Optimization" section names these switches. The API logs a line per request."""
     logging._srcfile = None
     logging.logThreads = False

@@ -23,6 +23,7 @@ It lives beside the other aws_stack tests to share their one synth per session (
 from __future__ import annotations
 
 import copy
+import json
 import os
 import signal
 import subprocess
@@ -93,10 +94,28 @@ def fault_acts(stack: LocalStack, traffic: Traffic) -> list[Act]:
     def poison_ingest_items(stack: LocalStack) -> None:
         post(poison_ingest.POISON_TYPE, 3)
 
+    failing = threading.Event()
+
+    def keep_failing(stack: LocalStack) -> None:
+        publisher, n = stack.publisher(), 0
+        while not failing.wait(0.1):
+            body = {"type": poison_store.POISON_TYPE, "submission_id": f"poison-{n}"}
+            publisher.publish(stack.names.topic, json.dumps(body).encode())
+            n += 1
+
     def store_failing(stack: LocalStack) -> None:
+        """Store fails every delivery while deliveries keep coming: ten a second published
+        straight to the topic for the whole act, so the 5xx keep their rate whatever the
+        AWS side's backlog (a burst through the API alone fails at a rate that falls as
+        its retries back off, and comes late while the relay still drains the outage)."""
+        failing.clear()
+        threading.Thread(target=keep_failing, args=(stack,), daemon=True).start()
         post(poison_store.POISON_TYPE, 60)
         publisher = stack.publisher()
         publisher.publish(stack.names.topic, b"not an envelope").result(timeout=10)
+
+    def store_back(stack: LocalStack) -> None:
+        failing.set()
 
     def store_stalled(stack: LocalStack) -> None:
         stack.children["store"].signal(signal.SIGSTOP)  # pushes hang; messages wait
@@ -135,7 +154,8 @@ def fault_acts(stack: LocalStack, traffic: Traffic) -> list[Act]:
 
     return [
         Act("relay gives up", "ingest rejects for good", poison_ingest_items, seconds=3),
-        Act("store failing", "store fails every delivery", store_failing, seconds=8),
+        Act("store failing", "store fails every delivery", store_failing, seconds=8,
+            end=store_back),
         Act("store stalled", "store hangs: messages wait", store_stalled, seconds=11),
         Act("relay down", "the relay is gone: receipts wait", relay_down, seconds=13,
             end=relay_back),
@@ -505,9 +525,15 @@ def firing_problems(
         act = scenario.acts[tripped_by[name]]
         fault = states(scenario, rule, act)
         if alarms.ALARM not in fault:
-            seen = [round(p.value, 1) for p in scenario.points()
-                    if rule.selects(p) and act.started <= p.time < act.ended]  # fmt: skip
-            problems.append(f"{name} never fired during {act.name!r}: {fault}; data {seen[:40]}")
+            # What the rule saw: the newest window's aligned value at each evaluation.
+            chosen, (_, threshold) = rule.select(scenario.points()), rule.scaled(scenario.scale)
+            evaluations = rule.timeline(chosen, act.started, act.ended, scenario.scale)
+            newest = [rule.windows(chosen, t, scenario.scale)[-1] for t, _ in evaluations]
+            seen = [None if v is None else round(v, 1) for v in newest]
+            problems.append(
+                f"{name} never fired during {act.name!r}: {fault}; its windows {seen[:40]} "
+                f"against {rule.comparison} {threshold:g}"
+            )
     return problems
 
 

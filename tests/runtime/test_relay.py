@@ -88,6 +88,37 @@ def test_delivers_pending_rows_and_marks_them_forwarded(db, database_url, ingest
     assert row.forwarded_at is not None
 
 
+def test_settle_writes_each_rows_own_attempts_message_and_confirmation_time(db):
+    """One UPDATE settles a forwarded batch: values every row shares and values that
+    differ per row both land on the right row, and a row without a confirmation time
+    gets none."""
+    from runtime import outbox as rows
+
+    ids = submit(db, 4)
+    with db.begin() as connection:  # the third was tried three times before
+        connection.execute(outbox.update().where(outbox.c.submission_id == ids[2])
+                           .values(attempts=3))  # fmt: skip
+    claimed = {b.submission_id: b for b in rows.claim(db, 10, 30)}
+    batch = [claimed[sid] for sid in ids]
+    assert [b.attempts for b in batch] == [0, 0, 3, 0]
+    now = utcnow().replace(microsecond=0)
+    shared = {sid: now + timedelta(seconds=300) for sid in ids[:2]}
+    rows.settle(db, batch[:2], forwarded={sid: f"m-{sid}" for sid in ids[:2]},
+                failed={}, retry={}, confirm_by=shared)  # fmt: skip
+    own = {ids[2]: now + timedelta(seconds=600)}  # ids[3]: none
+    rows.settle(db, batch[2:], forwarded={sid: f"m-{sid}" for sid in ids[2:]},
+                failed={}, retry={}, confirm_by=own)  # fmt: skip
+    with db.begin() as connection:
+        got = {r.id: r for r in connection.execute(select(submissions)).all()}
+    assert {sid: got[sid].message_id for sid in ids} == {sid: f"m-{sid}" for sid in ids}
+    assert [got[sid].attempts for sid in ids] == [1, 1, 4, 1]
+    assert [got[sid].confirm_due_at for sid in ids] == [
+        now + timedelta(seconds=300), now + timedelta(seconds=300),
+        now + timedelta(seconds=600), None,
+    ]  # fmt: skip
+    assert pending(db) == 0
+
+
 def test_batches_are_at_most_the_batch_size(db, database_url, ingest):
     submit(db, 25)
     relay = Relay(db, settings_for(database_url, ingest.url), NoTokenSource())

@@ -30,6 +30,7 @@ from sqlalchemy import (
     func,
     insert,
     literal,
+    null,
     select,
     update,
 )
@@ -117,8 +118,10 @@ def _per_row(values: Mapping[str, Any], rows: Mapping[str, Any], type_: Any = No
     """Each submission's own value in an UPDATE of `rows` (by submission id): one literal
     when every row gets the same (the usual case for attempts and the confirmation time,
     which saves building and sending a CASE of a hundred branches), else CASE on the
-    submission id. A row whose id is not in `values` gets NULL."""
+    submission id. A row whose id is not in `values` gets NULL (every row, if it is empty)."""
     distinct = set(values.values())
+    if not distinct:
+        return null()
     if len(distinct) == 1 and values.keys() == rows.keys():
         return literal(next(iter(distinct)), type_)
     return case(
@@ -167,7 +170,7 @@ def settle(
                     ),
                     updated_at=now,
                     last_error=None,
-                    confirm_due_at=_per_row(due, forwarded, UTCDateTime()) if due else None,
+                    confirm_due_at=_per_row(due, forwarded, UTCDateTime()),
                 )
             )
         for sid, reason in failed.items():

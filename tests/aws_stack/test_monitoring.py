@@ -108,7 +108,6 @@ def fault_acts(stack: LocalStack, traffic: Traffic) -> list[Act]:
         straight to the topic for the whole act, so the 5xx keep their rate whatever the
         AWS side's backlog (a burst through the API alone fails at a rate that falls as
         its retries back off, and comes late while the relay still drains the outage)."""
-        failing.clear()
         threading.Thread(target=keep_failing, args=(stack,), daemon=True).start()
         post(poison_store.POISON_TYPE, 60)
         publisher = stack.publisher()

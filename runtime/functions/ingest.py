@@ -23,6 +23,7 @@ from pydantic import ValidationError
 
 from runtime import jsondoc
 from runtime.envelope import ForwardBatch, ForwardedSubmission, IngestResult, sha256_hex
+from runtime.functions import settings_errors_are_503
 from runtime.observability import configure_logging
 from runtime.settings import get_settings
 
@@ -78,6 +79,7 @@ def validate_items(items: list[Any]) -> list[ForwardedSubmission | IngestResult]
 
 
 @functions_framework.http
+@settings_errors_are_503
 def ingest(request: Request) -> Response:
     settings = get_settings()
     configure_logging(settings.log_level)

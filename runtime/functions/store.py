@@ -34,6 +34,7 @@ from runtime.envelope import (
     object_name,
     sha256_hex,
 )
+from runtime.functions import settings_errors_are_503
 from runtime.observability import Metrics, configure_logging
 from runtime.settings import get_settings
 
@@ -175,6 +176,7 @@ def publish_receipt(receipt: Receipt, timeout: float = 30.0) -> None:
 
 
 @functions_framework.cloud_event
+@settings_errors_are_503
 def store(cloud_event: Any) -> None:
     configure_logging(get_settings().log_level)
     envelope = cloud_event.data if isinstance(cloud_event.data, dict) else {}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import uuid
 from datetime import UTC, datetime
 
@@ -221,3 +222,63 @@ def test_a_receipt_carries_the_hash_of_what_is_really_stored(receipts, bucket):
     receipt = Receipt.model_validate_json(message.message.data)
     assert receipt.sha256 != sent["sha256"]
     assert receipt.generation == bucket.get_blob(name).generation
+
+
+# -- misconfiguration ----------------------------------------------------------------------
+
+
+class Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@pytest.mark.parametrize(
+    ("target", "signature", "env"),
+    [
+        ("ingest", "http", {"SKYBRIDGE_TOPIC": None}),
+        ("ingest", "http", {"SKYBRIDGE_LOG_LEVL": "DEBUG"}),
+        ("store", "cloudevent", {"SKYBRIDGE_BUCKET": None}),
+        ("store", "cloudevent", {"SKYBRIDGE_BUKET": "b"}),
+    ],
+    ids=["ingest-missing-topic", "ingest-misspelt", "store-missing-bucket", "store-misspelt"],
+)
+def test_a_misconfigured_function_answers_503_and_logs_one_line_naming_the_setting(
+    target, signature, env, monkeypatch, gcs_url
+):
+    """A bad setting is the function's fault, not the caller's: 503 problem+json (the relay
+    retries, Pub/Sub redelivers: nothing is lost) and one log line naming the variable, no
+    traceback."""
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs_url)
+    monkeypatch.setenv("SKYBRIDGE_TOPIC", f"projects/{PROJECT}/topics/t")
+    monkeypatch.setenv("SKYBRIDGE_BUCKET", "b")
+    for name, value in env.items():
+        if value is None:
+            monkeypatch.delenv(name)
+        else:
+            monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    records = Records()
+    logger = logging.getLogger(f"skybridge.{target}")
+    logger.addHandler(records)
+    try:
+        app = functions_framework.create_app(
+            target=target, source=str(FUNCTIONS / f"{target}.py"), signature_type=signature
+        )
+        client = app.test_client()
+        if target == "ingest":
+            response = client.post("/", json={"items": [item()]})
+        else:
+            response = deliver(client, canonical_json(item()))
+    finally:
+        logger.removeHandler(records)
+        get_settings.cache_clear()
+    assert response.status_code == 503
+    assert response.mimetype == "application/problem+json"
+    assert "misconfigured" in response.get_json()["detail"]
+    (record,) = [r for r in records.records if getattr(r, "event", "") == "function.misconfigured"]
+    assert next(iter(env)) in record.getMessage()
+    assert record.exc_info is None

@@ -76,8 +76,10 @@ def build(app: cdk.App, *, quiet: bool = False) -> SkybridgeStack:
     )
     gcp, real = gcp_target(outputs_path)
     if not real and not quiet:
+        inside = outputs_path.is_relative_to(ROOT)
+        shown = outputs_path.relative_to(ROOT) if inside else outputs_path
         print(
-            f"note: {outputs_path.relative_to(ROOT)} not found — GCP values are placeholders "
+            f"note: {shown} not found — GCP values are placeholders "
             "(run `python -m gcp_stack deploy` first to deploy for real)",
             file=sys.stderr,
         )

@@ -151,6 +151,21 @@ CASES: dict[str, Case] = {
         [PY, "-m", "smoke", "--env", "{env}"],
         words=("cdk-outputs/{env}.json is not readable JSON", "re-run `cdk deploy"),
     ),
+    # cdk runs the app with its context in CDK_CONTEXT_JSON, as `cdk synth -c k=v` does.
+    "cdk app with a gcp_outputs file that is not JSON": Case(
+        [PY, "-m", "aws_stack"],
+        {"CDK_CONTEXT_JSON": '{"gcp_outputs": "{tmp}/taken.sqlite3"}'},
+        exit_code=2,
+        words=("{tmp}/taken.sqlite3 is not readable JSON", "re-run `python -m gcp_stack deploy`"),
+        slow=True,
+    ),
+    "cdk app with gcp_outputs outside the checkout and a wheelhouse that is not one": Case(
+        [PY, "-m", "aws_stack"],
+        {"CDK_CONTEXT_JSON": '{"gcp_outputs": "{tmp}/absent.json", "wheelhouse": "{tmp}"}'},
+        exit_code=2,
+        words=("-c wheelhouse={tmp}: not a complete wheelhouse", "wheelhouse=true"),
+        slow=True,
+    ),
     "Ctrl-C during smoke": Case(
         [PY, "-m", "smoke", "--api-url", "http://127.0.0.1:{held}", "--bucket", "b"],
         exit_code=130,

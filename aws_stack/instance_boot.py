@@ -45,6 +45,11 @@ AGENT_CONFIG = "/opt/aws/amazon-cloudwatch-agent/etc/skybridge.json"
 AGENT_CTL = "/opt/aws/amazon-cloudwatch-agent/bin/amazon-cloudwatch-agent-ctl"
 CFN_SIGNAL = "/opt/aws/bin/cfn-signal"
 LOGROTATE_CONFIG = "/etc/logrotate.d/skybridge"
+# The services' own system account: they need no privilege (port 8000, outbound calls,
+# reading the app and its settings); only the relay's settings script, which writes under
+# /etc/skybridge, runs as root (`+` in ExecStartPre, systemd.service(5)).
+SERVICE_USER = "skybridge"
+SERVICE_HOME = "/var/lib/skybridge"  # not created: the services keep no state
 SERVICES = ("api", "relay")
 API_WORKERS = 4  # 2 vCPUs (t4g.small)
 PACKAGES = (
@@ -176,6 +181,9 @@ def fetch_gcp_settings_script(settings: BootSettings) -> str:
         "{",
         *writes,
         '} > "$work/gcp.env"',
+        # Read by the relay, which runs as the service account; nothing in them is secret.
+        f'chgrp {SERVICE_USER} "$work/credential-config.json" "$work/gcp.env"',
+        'chmod 0640 "$work/credential-config.json" "$work/gcp.env"',
         f'mv "$work/credential-config.json" {CREDENTIAL_CONFIG}',
         f'mv "$work/gcp.env" {GCP_ENV}',
     ]
@@ -183,7 +191,10 @@ def fetch_gcp_settings_script(settings: BootSettings) -> str:
 
 
 def unit(name: str, exec_start: str, exec_start_pre: str, environment_files: list[str]) -> str:
-    """A systemd service running one of the runtime's processes from the artifact."""
+    """A systemd service running one of the runtime's processes from the artifact, as the
+    unprivileged service account, with the file system read-only to it (systemd.exec(5):
+    ProtectSystem=strict leaves /dev, /proc and /sys; PrivateTmp gives it its own /tmp).
+    Its log file is opened by systemd, not by the service."""
     lines = [
         "[Unit]",
         f"Description=skybridge {name}",
@@ -193,6 +204,12 @@ def unit(name: str, exec_start: str, exec_start_pre: str, environment_files: lis
         *[f"EnvironmentFile={path}" for path in environment_files],
         f"Environment=PYTHONPATH={APP_DIR}",
         f"WorkingDirectory={APP_DIR}",
+        f"User={SERVICE_USER}",
+        f"Group={SERVICE_USER}",
+        "NoNewPrivileges=yes",
+        "ProtectSystem=strict",
+        "ProtectHome=yes",
+        "PrivateTmp=yes",
         f"ExecStartPre={exec_start_pre}",
         f"ExecStart={exec_start}",
         "Restart=always",
@@ -220,7 +237,7 @@ def units() -> dict[str, str]:
         "skybridge-relay": unit(
             "relay",
             shlex.join(commands.relay_argv(PYTHON)),
-            FETCH_SCRIPT,
+            f"+{FETCH_SCRIPT}",  # as root: it writes the settings under /etc/skybridge
             [RUNTIME_ENV, f"-{GCP_ENV}"],  # optional: the ExecStartPre writes it first
         ),
     }
@@ -288,6 +305,8 @@ def boot_commands(settings: BootSettings) -> list[str]:
         "set -euo pipefail",
         "export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
         f"mkdir -p {ROOT_DIR} {CONFIG_DIR} {LOG_DIR}",
+        f"id -u {SERVICE_USER} >/dev/null 2>&1 || useradd --system --user-group "
+        f"--no-create-home --home-dir {SERVICE_HOME} --shell /sbin/nologin {SERVICE_USER}",
         *heredoc(LIB, shell_library()),
         f". {LIB}",
         'STEP="starting"',
@@ -331,6 +350,8 @@ def boot_commands(settings: BootSettings) -> list[str]:
         'step "downloading the artifact"',
         _download(settings.artifact_url, f"{ROOT_DIR}/app.zip"),
         f"rm -rf {APP_DIR} && unzip -q {ROOT_DIR}/app.zip -d {APP_DIR}",
+        # Compiled now, as root: the services cannot write __pycache__ (read-only to them).
+        f"python3.12 -m compileall -q {APP_DIR}",
     ]
     index = ""
     if settings.wheelhouse_url is not None:

@@ -350,6 +350,12 @@ class Boot:
         aws = Path(sys.executable).with_name("aws")
         self.sandbox.install("/usr/local/bin/aws", f'#!/bin/sh\nexec {aws} "$@"\n')
         self.sandbox.install("/root/.aws/config", world.aws_config(s3_endpoint), mode=0o600)
+        # The services run as the service account: on EC2 every user reaches IMDS and the
+        # AWS endpoints, so here it gets the same directions in its own home (read-only to
+        # it, as the unit makes the file system; nothing in them is secret).
+        self.sandbox.install(
+            f"{instance_boot.SERVICE_HOME}/.aws/config", world.aws_config(), mode=0o644
+        )
         self.sandbox.install(SCRIPT, world.user_data(), mode=0o700)
         self.world = world
 
@@ -429,13 +435,18 @@ def test_the_boot_starts_both_services_and_signals_success(boot, world):
     (group,) = world.resources("AWS::AutoScaling::AutoScalingGroup")
     assert f"--resource {group} " in sent and f"--region {REGION}" in sent
 
-    # Both services run the boot's own files: the venv's Python, in the app directory.
+    # Both services run the boot's own files: the venv's Python, in the app directory ...
+    accounts = machine.sandbox.path("/etc/passwd").read_text().splitlines()
+    (service_uid,) = [int(line.split(":")[2]) for line in accounts
+                      if line.startswith(f"{instance_boot.SERVICE_USER}:")]  # fmt: skip
     for unit in instance_boot.units():
         pid = machine.pid(unit)
         assert pid and Path(f"/proc/{pid}").exists(), f"{unit} is not running"
         argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
         assert argv[0].decode() == instance_boot.PYTHON
         assert os.readlink(f"/proc/{pid}/cwd") == instance_boot.APP_DIR
+        # ... as the service account the boot made, not as root.
+        assert process_uid(pid) == service_uid != 0, f"{unit} runs as uid {process_uid(pid)}"
     ready = requests.get(f"{API}/readyz", timeout=5)
     assert ready.status_code == 200 and ready.json()["database"] == "ok"
 
@@ -469,6 +480,12 @@ def test_the_boot_starts_both_services_and_signals_success(boot, world):
     assert f"AWS_REGION={REGION}\n" in runtime_env
     gcp_env = machine.sandbox.path(instance_boot.GCP_ENV).read_text()
     assert f"SKYBRIDGE_INGEST_URL={world.ingest.url}\n" in gcp_env
+
+
+def process_uid(pid: int) -> int:
+    """The real uid a process runs as (/proc/PID/status, proc(5))."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(next(line for line in status.splitlines() if line.startswith("Uid:")).split()[1])
 
 
 def assert_failed_loudly(machine: Boot, says: str) -> None:

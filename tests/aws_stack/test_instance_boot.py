@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shlex
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -27,6 +28,9 @@ SETTINGS = BootSettings(
         "SKYBRIDGE_GCP_SERVICE_ACCOUNT": "/skybridge-test/gcp-service-account",
     },
 )
+
+
+SERVICE_GID = 61999  # the service account's group in the fetch script's sandbox
 
 
 def parse_unit(text: str) -> dict[str, list[str]]:
@@ -59,11 +63,23 @@ def test_percent_signs_are_escaped_for_systemd():
 
 def test_the_relay_unit_reads_the_gcp_settings_first():
     unit = parse_unit(instance_boot.units()["skybridge-relay"])
-    assert unit["Service.ExecStartPre"] == [instance_boot.FETCH_SCRIPT]
+    # `+`: as root (it writes under /etc/skybridge), while the relay itself does not.
+    assert unit["Service.ExecStartPre"] == [f"+{instance_boot.FETCH_SCRIPT}"]
     assert unit["Service.EnvironmentFile"] == [  # gcp.env: written by the ExecStartPre
         instance_boot.RUNTIME_ENV,
         f"-{instance_boot.GCP_ENV}",
     ]
+
+
+@pytest.mark.parametrize("name", list(instance_boot.units()))
+def test_each_service_runs_unprivileged_on_a_read_only_system(name):
+    unit = parse_unit(instance_boot.units()[name])
+    assert unit["Service.User"] == unit["Service.Group"] == [instance_boot.SERVICE_USER]
+    assert unit["Service.NoNewPrivileges"] == ["yes"]
+    assert unit["Service.ProtectSystem"] == ["strict"]
+    assert unit["Service.PrivateTmp"] == ["yes"]
+    # Only the relay's settings script is privileged; the service's own command never is.
+    assert not unit["Service.ExecStart"][0].startswith(("+", "!"))
 
 
 def test_the_agent_ships_the_log_file_each_unit_writes():
@@ -123,6 +139,9 @@ def fetch_sandbox(tmp_path, imds, aws: str) -> Sandbox:
     )
     sandbox.install(instance_boot.FETCH_SCRIPT, instance_boot.fetch_gcp_settings_script(SETTINGS))
     sandbox.install(f"{instance_boot.CONFIG_DIR}/.keep", "", mode=0o644)
+    # The group the boot creates (useradd --user-group), for the files the relay reads.
+    group = f"{instance_boot.SERVICE_USER}:x:{SERVICE_GID}:\n"
+    sandbox.install("/etc/group", Path("/etc/group").read_text() + group, mode=0o644)
     return sandbox
 
 
@@ -144,6 +163,10 @@ def test_the_fetch_script_writes_the_relay_settings_from_ssm(tmp_path, imds):
     ]
     config = json.loads(sandbox.path(instance_boot.CREDENTIAL_CONFIG).read_text())
     assert config == {"type": "external_account"}
+    # Readable by the relay's group, not by everyone.
+    for path in (instance_boot.GCP_ENV, instance_boot.CREDENTIAL_CONFIG):
+        written = sandbox.path(path).stat()
+        assert (written.st_gid, written.st_mode & 0o777) == (SERVICE_GID, 0o640), path
 
 
 @pytest.mark.skipif(available() is not None, reason=str(available()))

@@ -5,7 +5,9 @@ asked in /var/lib/standins/<name>.log inside the sandbox; everything else the bo
 
 Sources for the behaviour each one keeps:
 * systemd.exec(5), systemd.service(5): `EnvironmentFile=` (a leading `-` makes a missing
-  file no error), `Environment=`, `WorkingDirectory=`, `User=`; `ExecStartPre=` runs to
+  file no error), `Environment=`, `WorkingDirectory=`, `User=`/`Group=` (the account must
+  exist: a start fails otherwise); an Exec line's `-` prefix ignores its failure, `+` runs
+  it with full privileges (as root, not as `User=`); `ExecStartPre=` runs to
   completion before `ExecStart=` and a non-zero exit fails the start, so `systemctl start`
   (and `enable --now`) exits non-zero ("Job for X.service failed"); `%%` is a literal `%`;
   `StandardOutput=append:PATH` appends. https://www.freedesktop.org/software/systemd/man/
@@ -60,7 +62,7 @@ SLEEP = f"""#!/bin/bash
 SYSTEMCTL = f"""#!{sys.executable}
 '''Stand-in for systemctl: daemon-reload, enable [--now], start, is-active; runs a unit's
 ExecStartPre (to completion) and ExecStart (detached) as systemd.exec(5) describes.'''
-import os, pwd, shlex, subprocess, sys
+import grp, os, pwd, shlex, subprocess, sys
 STATE = {STATE!r}
 os.makedirs(STATE, exist_ok=True)
 with open(f"{{STATE}}/systemctl.log", "a") as log:
@@ -110,14 +112,22 @@ def start(name):
     env = environment(entries)
     cwd = (value("WorkingDirectory") or ["/"])[0]
     user = (value("User") or ["root"])[0]
-    account = pwd.getpwnam(user)
+    try:
+        account = pwd.getpwnam(user)
+    except KeyError:
+        print(f"{{name}}: Failed to determine user credentials: No such process", file=sys.stderr)
+        return 1
+    group = grp.getgrnam((value("Group") or [grp.getgrgid(account.pw_gid).gr_name])[0]).gr_gid
     env.setdefault("HOME", account.pw_dir)
+    env.setdefault("USER", user)
     out = (value("StandardOutput") or ["append:/dev/null"])[0].removeprefix("append:")
     def run(command, wait):
-        with open(out, "ab") as sink:
+        flags = command[: len(command) - len(command.lstrip("-+!@:"))]
+        uid, gid = (0, 0) if "+" in flags else (account.pw_uid, group)
+        with open(out, "ab") as sink:  # opened by the service manager, as root
             process = subprocess.Popen(
-                argv(command), env=env, cwd=cwd, stdout=sink, stderr=sink,
-                stdin=subprocess.DEVNULL, user=account.pw_uid, group=account.pw_gid,
+                argv(command[len(flags):]), env=env, cwd=cwd, stdout=sink, stderr=sink,
+                stdin=subprocess.DEVNULL, user=uid, group=gid, extra_groups=[] if uid else None,
                 start_new_session=True,
             )
         if wait:
@@ -126,7 +136,8 @@ def start(name):
             pid.write(str(process.pid))
         return 0
     for command in value("ExecStartPre"):
-        if run(command.lstrip("-"), wait=True) != 0 and not command.startswith("-"):
+        ignore_failure = "-" in command[: len(command) - len(command.lstrip("-+!@:"))]
+        if run(command, wait=True) != 0 and not ignore_failure:
             print(f"Job for {{name}} failed because the control process exited with error code.",
                   file=sys.stderr)
             return 1

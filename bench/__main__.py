@@ -74,7 +74,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     cfg = (
-        Settings(duration=1, repeats=1, e2e_seconds=1, cold_runs=1, warmup=0, workers=1)
+        Settings(
+            duration=1,
+            repeats=1,
+            e2e_seconds=1,
+            cold_runs=1,
+            warmup=0,
+            workers=1,
+            decoupling_repeats=1,
+        )
         if args.smoke
         else Settings(duration=3, repeats=3)
     )

@@ -72,6 +72,9 @@ class Settings:
         2.0  # every worker imports the app and fills its pool (8 connections under gevent)
     )
     workers: int = WORKERS  # gunicorn workers of the accept benchmarks' servers
+    # The decoupling rounds' p99 spreads widely round to round (under gevent, 57-429 ms for
+    # one configuration): a p99 ratio needs the median of more rounds than a rate does.
+    decoupling_repeats: int = 5
 
 
 def body_file(directory: Path) -> Path:

@@ -93,7 +93,10 @@ class Relay:
                 self.healthy, self._database_failures, self._last_gauges = True, 0, 0.0
                 log.info("database reachable again", extra={"event": "relay.db_recovered"})
                 self._report_gauges()
-            if delivered == 0:
+            if delivered < self.settings.relay_batch_size:
+                # Caught up: wait for a batch to gather instead of sending each row as it
+                # arrives (a round costs two transactions and a request, whatever it holds).
+                # A full batch means more is waiting: straight on.
                 self.stopping.wait(self.settings.relay_poll_interval)
         log.info("relay stopped", extra={"event": "relay.stopped"})
 

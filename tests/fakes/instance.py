@@ -102,6 +102,10 @@ def environment(entries):
 def argv(command):
     return shlex.split(command.replace("%%", "%"))
 
+def prefixes(command):  # an Exec line's prefixes (systemd.service(5): - + ! @ :), the rest
+    rest = command.lstrip("-+!@:")
+    return command[: len(command) - len(rest)], rest
+
 def start(name):
     if not name.endswith((".service", ".timer")):
         name += ".service"
@@ -117,16 +121,16 @@ def start(name):
     except KeyError:
         print(f"{{name}}: Failed to determine user credentials: No such process", file=sys.stderr)
         return 1
-    group = grp.getgrnam((value("Group") or [grp.getgrgid(account.pw_gid).gr_name])[0]).gr_gid
+    group = grp.getgrnam(value("Group")[0]).gr_gid if value("Group") else account.pw_gid
     env.setdefault("HOME", account.pw_dir)
     env.setdefault("USER", user)
     out = (value("StandardOutput") or ["append:/dev/null"])[0].removeprefix("append:")
     def run(command, wait):
-        flags = command[: len(command) - len(command.lstrip("-+!@:"))]
+        flags, command = prefixes(command)
         uid, gid = (0, 0) if "+" in flags else (account.pw_uid, group)
         with open(out, "ab") as sink:  # opened by the service manager, as root
             process = subprocess.Popen(
-                argv(command[len(flags):]), env=env, cwd=cwd, stdout=sink, stderr=sink,
+                argv(command), env=env, cwd=cwd, stdout=sink, stderr=sink,
                 stdin=subprocess.DEVNULL, user=uid, group=gid, extra_groups=[] if uid else None,
                 start_new_session=True,
             )
@@ -136,8 +140,7 @@ def start(name):
             pid.write(str(process.pid))
         return 0
     for command in value("ExecStartPre"):
-        ignore_failure = "-" in command[: len(command) - len(command.lstrip("-+!@:"))]
-        if run(command, wait=True) != 0 and not ignore_failure:
+        if run(command, wait=True) != 0 and "-" not in prefixes(command)[0]:
             print(f"Job for {{name}} failed because the control process exited with error code.",
                   file=sys.stderr)
             return 1

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from environments import outputs as handover
+from local_stack.ports import free_port
 from runtime import commands
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,10 +38,8 @@ class Case:
 
 
 def closed_port() -> int:
-    """A port nothing listens on (taken from the OS, then released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A port nothing listens on (outside the ephemeral range, so nothing takes it meanwhile)."""
+    return free_port()
 
 
 @pytest.fixture

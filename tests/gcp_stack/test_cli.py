@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import socket
 import time
 
 import pytest
 
 from gcp_stack.__main__ import COMMANDS, DETAILS, main
+from local_stack.ports import free_port
 from tests.gcp_stack.conftest import PROJECT_NUMBER
 
 PROJECT = "skybridge-dev-000000"
@@ -116,9 +116,7 @@ def test_without_credentials_it_says_how_to_log_in(monkeypatch, tmp_path, capsys
 
 
 def closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+    return free_port()  # nothing listens there, and nothing is given it meanwhile
 
 
 MISUSES = {

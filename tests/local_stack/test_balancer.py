@@ -5,7 +5,6 @@ not (local_stack.balancer cites the ALB's documentation)."""
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -15,6 +14,7 @@ import pytest
 import requests
 
 from local_stack.balancer import Balancer
+from local_stack.ports import free_port
 from local_stack.signals import Point, emf_points
 
 
@@ -52,9 +52,7 @@ def target() -> Iterator[str]:
 
 
 def closed_port_url() -> str:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return f"http://127.0.0.1:{probe.getsockname()[1]}"
+    return f"http://127.0.0.1:{free_port()}"  # nothing listens there, nor will meanwhile
 
 
 def through(target: str | None, path: str, **headers: str) -> tuple[requests.Response, list]:

@@ -73,8 +73,21 @@ def _not_json(name: str) -> None:
     raise JsonSyntaxError(f"malformed JSON: {name} is not a JSON value")
 
 
+def _integer(digits: str) -> int:
+    """An integer literal. Python refuses to convert more than 4,300 digits (a guard against
+    quadratic `int()`, `sys.get_int_max_str_digits()`), which `json.loads` lets out as a bare
+    ValueError from anywhere in the document; JSON sets no such limit. A literal of more
+    than 16 digits (JSON allows no leading zeros) lies beyond ±(2^53 - 1) whatever its
+    digits, so it parses as the first integer past the bound, which `check` refuses with
+    its location like any other."""
+    if len(digits) - digits.startswith("-") > len(str(MAX_SAFE_INTEGER)):
+        return -(MAX_SAFE_INTEGER + 1) if digits.startswith("-") else MAX_SAFE_INTEGER + 1
+    return int(digits)
+
+
 def parse(raw: bytes | str) -> Any:
-    """JSON text → Python value, refusing what is not JSON. The policy is `check`'s."""
+    """JSON text → Python value, refusing what is not JSON. The policy is `check`'s (an
+    integer too long to convert comes back as one just past its bound, for `check`)."""
     try:
         text = raw.decode("utf-8") if isinstance(raw, bytes | bytearray) else raw
     except UnicodeDecodeError as error:
@@ -82,7 +95,9 @@ def parse(raw: bytes | str) -> Any:
     try:
         # 1e400 comes back as infinity (valid JSON syntax, outside the policy); `check`
         # refuses it with its location.
-        return json.loads(text, object_pairs_hook=_object, parse_constant=_not_json)
+        return json.loads(
+            text, object_pairs_hook=_object, parse_constant=_not_json, parse_int=_integer
+        )
     except json.JSONDecodeError as error:
         raise JsonSyntaxError(
             f"malformed JSON: {error.msg} at line {error.lineno} column {error.colno}"

@@ -195,7 +195,9 @@ def document(max_body_bytes: int) -> dict[str, Any]:
                         "409": _problem("The Idempotency-Key was used with another body."),
                         "413": _problem("The body is too large."),
                         "429": _problem("Too many submissions from this client.", RETRY_AFTER),
-                        "415": _problem("The body is not JSON."),
+                        "415": _problem(
+                            "The body is not JSON, or is compressed (send it uncompressed)."
+                        ),
                         "422": _problem("The submission does not match the schema."),
                         "503": UNAVAILABLE,
                     },

@@ -34,6 +34,18 @@ def parse_json_body() -> object:
             "Unsupported Media Type",
             f"Content-Type must be application/json, not {mimetype or 'missing'}",
         )
+    encoding = request.headers.get("Content-Encoding", "").strip().lower()
+    if encoding not in ("", "identity"):
+        # RFC 9110 §15.5.16: a content coding the server does not apply is a 415, and
+        # Accept-Encoding in the response says what it takes. Read as it is, a compressed
+        # body would be refused as "not UTF-8", which sends the client looking elsewhere.
+        raise Problem(
+            415,
+            "unsupported-media-type",
+            "Unsupported Media Type",
+            f"Content-Encoding {encoding[:40]} is not supported: send the body uncompressed",
+            headers={"Accept-Encoding": "identity"},
+        )
     raw = request.get_data(cache=False)  # 413 from MAX_CONTENT_LENGTH happens here
     try:
         return jsondoc.load(raw)

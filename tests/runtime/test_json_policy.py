@@ -5,6 +5,7 @@ a whole batch) at ingest, and garbage acknowledged (never a retry loop) at store
 
 from __future__ import annotations
 
+import gzip
 import json
 from pathlib import Path
 
@@ -58,6 +59,9 @@ def post(client, raw: bytes, **headers):
         (b'{"type":"a","data":{"n":9007199254740992}}', "/data/n"),
         (b'{"type":"a","data":{"n":-9007199254740992}}', "/data/n"),
         (b'{"type":"a","data":{"n":1e20}}', "/data/n"),
+        (b'{"type":"a","data":{"n":[1' + b"0" * 5000 + b"]}}", "/data/n/0"),
+        (b'{"type":"a","data":{"n":-1' + b"0" * 5000 + b"}}", "/data/n"),
+        (b'{"type":"a","data":{"n":12345678901234567}}', "/data/n"),
         (b'{"type":"a","data":{"n":[-9.007199254740992e15]}}', "/data/n/0"),
         (b'{"type":"a","data":{"k":1,"k":2}}', "/data"),
         (submission_body(jsondoc.MAX_DEPTH), "/data/x"),
@@ -71,6 +75,9 @@ def post(client, raw: bytes, **headers):
         "int-2^53",
         "int--2^53",
         "integer-in-exponent-notation",
+        "int-of-5001-digits",  # past Python's 4,300-digit int() limit: was a 500
+        "negative-int-of-5001-digits",
+        "int-of-17-digits",
         "negative-float-2^53",
         "duplicate-key",
         "depth-limit+1",
@@ -95,6 +102,21 @@ def test_json_outside_the_policy_is_422_naming_the_field(client, raw, field):
 )
 def test_what_is_not_json_is_400(client, raw):
     problem(post(client, raw), 400)
+
+
+@pytest.mark.parametrize("coding", ["gzip", "br", "deflate, gzip"])
+def test_a_compressed_body_is_415_saying_what_is_taken(client, coding):
+    response = post(
+        client, gzip.compress(b'{"type":"a","data":{}}'), **{"Content-Encoding": coding}
+    )
+    body = problem(response, 415)
+    assert "Content-Encoding" in body["detail"]
+    assert response.headers["Accept-Encoding"] == "identity"
+
+
+def test_identity_is_no_coding_at_all(client):
+    response = post(client, b'{"type":"a","data":{}}', **{"Content-Encoding": "Identity"})
+    assert response.status_code == 202, response.get_data(as_text=True)
 
 
 def test_the_limits_themselves_are_accepted(client):
@@ -131,12 +153,14 @@ def test_ingest_rejects_bad_items_one_by_one(ingest, topic):
         item() | {"data": {"x": "\udfff"}},
         item() | {"data": {"x": 2**64}},
         item() | {"data": {"x": "OVERFLOW"}},
+        item() | {"data": {"x": "LONG"}},
     ]
-    raw = json.dumps({"schema_version": "1", "items": items}).replace('"OVERFLOW"', "1e400")
+    raw = json.dumps({"schema_version": "1", "items": items})
+    raw = raw.replace('"OVERFLOW"', "1e400").replace('"LONG"', "9" * 5000)
     response = ingest.post("/", data=raw.encode(), content_type="application/json")
     assert response.status_code == 200, response.get_data(as_text=True)
     results = response.get_json()["results"]
-    assert [r["status"] for r in results] == ["rejected"] * 2 + ["published"] + ["rejected"] * 3
+    assert [r["status"] for r in results] == ["rejected"] * 2 + ["published"] + ["rejected"] * 4
     assert [r["submission_id"] for r in results] == [i["submission_id"] for i in items]
     published = pull(subscriber, subscription, 1)
     assert [m.message.attributes["submission_id"] for m in published] == [good["submission_id"]]
@@ -149,8 +173,9 @@ def test_ingest_rejects_bad_items_one_by_one(ingest, topic):
         json.dumps(item() | {"data": {"x": "\udfff"}}).encode(),
         json.dumps(item() | {"data": {"x": nest(250)}}).encode(),
         b"\xff\xfe not utf-8",
+        json.dumps(item() | {"data": {"n": "LONG"}}).replace('"LONG"', "9" * 5000).encode(),
     ],
-    ids=["overflow", "lone-surrogate", "depth-250", "not-utf8"],
+    ids=["overflow", "lone-surrogate", "depth-250", "not-utf8", "int-of-5000-digits"],
 )
 def test_store_acknowledges_garbage_instead_of_failing_forever(store, bucket, data):
     response = deliver(store, data)

@@ -37,11 +37,6 @@ class Case:
     slow: bool = False
 
 
-def closed_port() -> int:
-    """A port nothing listens on (outside the ephemeral range, so nothing takes it meanwhile)."""
-    return free_port()
-
-
 @pytest.fixture
 def held_port() -> Iterator[tuple[int, socket.socket]]:
     """A port something listens on but never answers (accepts nothing, reads nothing)."""
@@ -213,7 +208,8 @@ def test_misuse_is_one_sentence_and_a_non_zero_exit(name, tmp_path, held_port, o
     case = CASES[name]
     with sqlite3.connect(tmp_path / "taken.sqlite3") as taken:
         taken.execute("CREATE VIEW submissions AS SELECT 1 AS id")
-    values = {"port": str(closed_port()), "held": str(held_port[0]), "tmp": str(tmp_path)}
+    closed = free_port()  # nothing listens there
+    values = {"port": str(closed), "held": str(held_port[0]), "tmp": str(tmp_path)}
     if "{env}" in " ".join(case.argv):
         values["env"] = outputs_file()
     argv = [fill(part, values) for part in case.argv]

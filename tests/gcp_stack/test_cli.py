@@ -115,10 +115,6 @@ def test_without_credentials_it_says_how_to_log_in(monkeypatch, tmp_path, capsys
     assert "gcloud auth application-default login" in capsys.readouterr().out
 
 
-def closed_port() -> int:
-    return free_port()  # nothing listens there, and nothing is given it meanwhile
-
-
 MISUSES = {
     "unknown environment": (["synth", "--env", "nope"], "environments/nope.toml"),
     "unknown command": (["apply"], "invalid choice: 'apply'"),
@@ -140,7 +136,7 @@ def test_misuse_is_one_sentence_and_exit_1(case, tmp_path, capsys):
     argv, sentence = MISUSES[case]
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
-    argv = [a.replace("{bad}", str(bad)).replace("{closed}", f"http://127.0.0.1:{closed_port()}")
+    argv = [a.replace("{bad}", str(bad)).replace("{closed}", f"http://127.0.0.1:{free_port()}")
             for a in argv]  # fmt: skip
     started = time.monotonic()
     assert main(argv) == 1

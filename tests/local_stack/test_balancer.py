@@ -51,10 +51,6 @@ def target() -> Iterator[str]:
     server.server_close()
 
 
-def closed_port_url() -> str:
-    return f"http://127.0.0.1:{free_port()}"  # nothing listens there, nor will meanwhile
-
-
 def through(target: str | None, path: str, **headers: str) -> tuple[requests.Response, list]:
     lines: list[str] = []
     with Balancer(target, write=lines.append, idle_timeout=0.3) as balancer:
@@ -94,7 +90,8 @@ def test_a_target_5xx_is_the_targets_not_the_load_balancers(target):
 
 
 def test_a_target_that_refuses_connections_is_a_502_from_the_load_balancer():
-    response, points = through(closed_port_url(), "/v1/submissions")
+    closed = free_port()  # nothing listens there
+    response, points = through(f"http://127.0.0.1:{closed}", "/v1/submissions")
     assert response.status_code == 502
     assert response.headers["Server"] == "awselb/2.0"
     assert by_load_balancer(points) == {

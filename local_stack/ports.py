@@ -13,6 +13,8 @@ picking at once rarely meet) and never handed out twice by one process.
 
 from __future__ import annotations
 
+import functools
+import itertools
 import random
 import socket
 import threading
@@ -35,10 +37,11 @@ def ephemeral_range() -> tuple[int, int]:
     return low, high
 
 
-def _candidates() -> list[int]:
-    """Every port at or above LOWEST outside the ephemeral range."""
+@functools.cache
+def _candidates() -> tuple[int, ...]:
+    """Every port at or above LOWEST outside the ephemeral range (read once)."""
     low, high = ephemeral_range()
-    return [*range(LOWEST, max(LOWEST, low)), *range(max(LOWEST, high + 1), 65536)]
+    return (*range(LOWEST, max(LOWEST, low)), *range(max(LOWEST, high + 1), 65536))
 
 
 def _binds(port: int) -> bool:
@@ -55,7 +58,7 @@ def free_port() -> int:
     with _lock:
         candidates = _candidates()
         tries = _random.sample(candidates, min(64, len(candidates)))  # almost always enough
-        for port in [*tries, *candidates]:
+        for port in itertools.chain(tries, candidates):
             if port not in _handed_out and _binds(port):
                 _handed_out.add(port)
                 return port

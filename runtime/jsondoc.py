@@ -33,6 +33,7 @@ from typing import Any
 
 MAX_DEPTH = 64
 MAX_SAFE_INTEGER = 2**53 - 1
+_SAFE_DIGITS = len(str(MAX_SAFE_INTEGER))  # 16: a longer literal is past the bound
 MAX_DOCUMENT_BYTES = 1024 * 1024  # the ceiling for SKYBRIDGE_MAX_BODY_BYTES
 
 
@@ -80,8 +81,9 @@ def _integer(digits: str) -> int:
     than 16 digits (JSON allows no leading zeros) lies beyond ±(2^53 - 1) whatever its
     digits, so it parses as the first integer past the bound, which `check` refuses with
     its location like any other."""
-    if len(digits) - digits.startswith("-") > len(str(MAX_SAFE_INTEGER)):
-        return -(MAX_SAFE_INTEGER + 1) if digits.startswith("-") else MAX_SAFE_INTEGER + 1
+    negative = digits.startswith("-")
+    if len(digits) - negative > _SAFE_DIGITS:
+        return -(MAX_SAFE_INTEGER + 1) if negative else MAX_SAFE_INTEGER + 1
     return int(digits)
 
 
